@@ -1,0 +1,3 @@
+from routerscope.cli import main
+
+raise SystemExit(main())

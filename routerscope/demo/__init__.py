@@ -1,0 +1,1 @@
+"""The reference router and the loopback provider behind ``routerscope demo``."""

@@ -1,0 +1,365 @@
+"""An OpenAI-compatible provider served on 127.0.0.1, with realistic latency.
+
+Used by ``routerscope demo``, the benchmarks and the tests: it answers
+``/chat/completions`` (plain and SSE streaming), ``/completions``,
+``/embeddings``, ``/models`` and ``/key`` under any prefix, with a latency
+model (base + per output token, with jitter) and token usage in ``usage``.
+Faults are scripted with :meth:`FakeProvider.enqueue`: the next requests get
+the given status, headers, body, delay, a hang, or an error mid-stream.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import random
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = ["FakeProvider", "Fault", "SeenRequest"]
+
+
+@dataclass
+class Fault:
+    """What the next request gets instead of a normal answer."""
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None  # dict -> JSON, str/bytes -> as is, None -> the normal answer
+    delay: float = 0.0  # seconds before answering
+    hang: bool = False  # never answer (until the provider stops)
+    stream_error_after: int | None = None  # SSE: send an error event after N chunks
+    close: bool = False  # close the connection without answering
+
+
+@dataclass
+class SeenRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    at: float
+    client_port: int
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    provider: FakeProvider
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.provider._count_connection()
+
+    def _send(self, status: int, body: bytes, ctype: str, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _read_body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw.decode("utf-8", "replace")
+
+    def _handle(self) -> None:
+        p = self.server.provider
+        body = self._read_body()
+        p._record(
+            SeenRequest(
+                self.command,
+                self.path,
+                dict(self.headers.items()),
+                body,
+                time.monotonic(),
+                self.client_address[1],
+            )
+        )
+        fault = p._next_fault()
+        if fault is not None:
+            if fault.hang:
+                p._stopping.wait()
+                self.close_connection = True
+                return
+            if fault.close:
+                self.close_connection = True
+                return
+            if fault.delay:
+                p._stopping.wait(fault.delay)
+            if fault.status != 200 or fault.body is not None:
+                payload = fault.body
+                if isinstance(payload, dict | list):
+                    data, ctype = json.dumps(payload).encode(), "application/json"
+                elif isinstance(payload, str):
+                    data, ctype = payload.encode(), "text/plain"
+                elif isinstance(payload, bytes):
+                    data, ctype = payload, "application/octet-stream"
+                else:
+                    data = json.dumps(
+                        {"error": {"code": fault.status, "message": f"scripted {fault.status}"}}
+                    ).encode()
+                    ctype = "application/json"
+                self._send(fault.status, data, ctype, fault.headers)
+                return
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if self.command == "GET" and path.endswith("/models"):
+            models = {"data": [{"id": m, "context_length": 8192} for m in p.models]}
+            self._send(200, json.dumps(models).encode(), "application/json", {})
+        elif self.command == "GET" and path.endswith("/key"):
+            key = {"data": {"label": "demo", "usage": p.requests_total, "limit": None, "is_free_tier": True}}
+            self._send(200, json.dumps(key).encode(), "application/json", {})
+        elif self.command == "POST" and path.endswith("/chat/completions"):
+            self._completion(body if isinstance(body, dict) else {}, fault, chat=True)
+        elif self.command == "POST" and path.endswith("/completions"):
+            self._completion(body if isinstance(body, dict) else {}, fault, chat=False)
+        elif self.command == "POST" and path.endswith("/embeddings"):
+            self._embeddings(body if isinstance(body, dict) else {})
+        else:
+            self._send(404, b'{"error":{"code":404,"message":"not found"}}', "application/json", {})
+
+    do_GET = _handle  # noqa: N815 - the stdlib handler's names
+    do_POST = _handle  # noqa: N815
+
+    def _completion(self, req: dict[str, Any], fault: Fault | None, *, chat: bool) -> None:
+        p = self.server.provider
+        model = str(req.get("model") or "demo/model")
+        prompt_tokens = p.count_tokens(req.get("messages") if chat else req.get("prompt"))
+        out_tokens = p.output_tokens(req.get("max_tokens"))
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": out_tokens,
+            "total_tokens": prompt_tokens + out_tokens,
+        }
+        rid = f"gen-{p._next_id()}"
+        latency = p.latency_for(out_tokens)
+        if not req.get("stream"):
+            p._stopping.wait(latency)
+            text = " ".join(["token"] * out_tokens)
+            choice: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
+            if chat:
+                choice["message"] = {"role": "assistant", "content": text}
+            else:
+                choice["text"] = text
+            data = {
+                "id": rid,
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": p.served_model(model),
+                "choices": [choice],
+                "usage": usage,
+            }
+            self._send(200, json.dumps(data).encode(), "application/json", {})
+            return
+        # SSE stream, chunked transfer encoding
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        chunks = max(1, min(out_tokens, 8))
+        per_chunk = latency / chunks
+
+        def emit(text: str) -> None:
+            data = text.encode()
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+        emit(": OPENROUTER PROCESSING\n\n")
+        for i in range(chunks):
+            if fault is not None and fault.stream_error_after is not None and i >= fault.stream_error_after:
+                err = {
+                    "id": rid,
+                    "object": "chat.completion.chunk",
+                    "model": model,
+                    "error": {"code": 502, "message": "provider disconnected mid-stream"},
+                    "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
+                }
+                emit(f"data: {json.dumps(err)}\n\n")
+                break
+            p._stopping.wait(per_chunk)
+            delta = {
+                "id": rid,
+                "object": "chat.completion.chunk",
+                "model": p.served_model(model),
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"content": "token "},
+                        "finish_reason": "stop" if i == chunks - 1 else None,
+                    }
+                ],
+            }
+            emit(f"data: {json.dumps(delta)}\n\n")
+        else:
+            final = {
+                "id": rid,
+                "object": "chat.completion.chunk",
+                "model": p.served_model(model),
+                "choices": [],
+                "usage": usage,
+            }
+            emit(f"data: {json.dumps(final)}\n\n")
+            emit("data: [DONE]\n\n")
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _embeddings(self, req: dict[str, Any]) -> None:
+        p = self.server.provider
+        inputs = req.get("input")
+        items = inputs if isinstance(inputs, list) else [inputs]
+        tokens = sum(p.count_tokens(i) for i in items)
+        p._stopping.wait(p.latency_for(0))
+        data = {
+            "object": "list",
+            "model": str(req.get("model") or "demo/embed"),
+            "data": [{"object": "embedding", "index": i, "embedding": [0.0] * 8} for i in range(len(items))],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        self._send(200, json.dumps(data).encode(), "application/json", {})
+
+
+class FakeProvider:
+    """An OpenAI-compatible HTTP(S) server on 127.0.0.1 in a background thread.
+
+    ``base_latency`` seconds plus ``per_token_latency`` per output token, each
+    scaled by a uniform jitter of +-``jitter``; ``output_tokens`` is the range
+    of completion lengths when the request sets no ``max_tokens``.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_latency: float = 0.0,
+        per_token_latency: float = 0.0,
+        jitter: float = 0.2,
+        output_tokens: tuple[int, int] = (16, 128),
+        models: tuple[str, ...] = ("demo/small", "demo/medium", "demo/large"),
+        tls: ssl.SSLContext | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.base_latency = base_latency
+        self.per_token_latency = per_token_latency
+        self.jitter = jitter
+        self.output_range = output_tokens
+        self.models = models
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._faults: collections.deque[Fault] = collections.deque()
+        self._stopping = threading.Event()
+        self.seen: list[SeenRequest] = []
+        self.connections = 0
+        self.requests_total = 0
+        self._ids = 0
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.provider = self
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self.scheme = "https" if tls is not None else "http"
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/api/v1"
+
+    def start(self) -> FakeProvider:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-provider",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeProvider:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def enqueue(self, *faults: Fault) -> None:
+        """The next len(faults) requests get these answers, in order."""
+        with self._lock:
+            self._faults.extend(faults)
+
+    # -- model of a provider --------------------------------------------------------
+
+    def count_tokens(self, content: Any) -> int:
+        if content is None:
+            return 0
+        if isinstance(content, list):
+            return sum(
+                self.count_tokens(m.get("content") if isinstance(m, dict) else m) for m in content
+            ) + 3 * len(content)
+        return max(1, len(str(content)) // 4)
+
+    def output_tokens(self, max_tokens: Any) -> int:
+        if isinstance(max_tokens, int) and max_tokens > 0:
+            return max_tokens
+        with self._lock:
+            return self._rng.randint(*self.output_range)
+
+    def latency_for(self, out_tokens: int) -> float:
+        nominal = self.base_latency + self.per_token_latency * out_tokens
+        if nominal <= 0:
+            return 0.0
+        with self._lock:
+            factor = 1.0 + self._rng.uniform(-self.jitter, self.jitter)
+        return nominal * factor
+
+    def served_model(self, model: str) -> str:
+        return model if "/" in model else f"demo/{model}"
+
+    # -- bookkeeping ------------------------------------------------------------------
+
+    def _count_connection(self) -> None:
+        with self._lock:
+            self.connections += 1
+
+    def _record(self, req: SeenRequest) -> None:
+        with self._lock:
+            self.seen.append(req)
+            self.requests_total += 1
+
+    def _next_fault(self) -> Fault | None:
+        with self._lock:
+            return self._faults.popleft() if self._faults else None
+
+    def _next_id(self) -> int:
+        with self._lock:
+            self._ids += 1
+            return self._ids

@@ -1,0 +1,1 @@
+"""Turns routerscope's signals into data: SDK set-up, exporters, sidecar, report."""
