@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from routerscope.core import _otel
 from routerscope.demo.provider import FakeProvider
 
 _SPANS = InMemorySpanExporter()
@@ -44,6 +45,7 @@ class Telemetry:
 
     def points(self, name: str) -> list[tuple[dict[str, Any], Any]]:
         """(attributes, point) of every data point of metric ``name`` (cumulative)."""
+        _otel.drain()
         data = _READER.get_metrics_data()
         out: list[tuple[dict[str, Any], Any]] = []
         if data is None:

@@ -7,7 +7,9 @@ never needs to know whether telemetry is on.
 
 from __future__ import annotations
 
+import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -87,3 +89,93 @@ def observe(m: Metric, read: Callable[[], Reading]) -> None:
         mt.create_observable_up_down_counter(m.name, [callback], unit=m.unit, description=m.description)
     else:
         mt.create_observable_gauge(m.name, [callback], unit=m.unit, description=m.description)
+
+
+# --- deferred recording ------------------------------------------------------------------
+
+MAX_DEFERRED = 65_536
+"""Records waiting for the worker; beyond this new records are dropped and counted."""
+DEFERRED_FLUSH_INTERVAL = 0.2
+
+
+class _Deferred:
+    """Hands synchronous metric records to a worker thread.
+
+    Recording into the SDK costs tens of microseconds per call (attribute
+    cleaning and hashing, aggregation look-up). On the router's hot path we
+    only append ``(metric, value, attributes)`` to a deque; a daemon thread
+    applies them every :data:`DEFERRED_FLUSH_INTERVAL` seconds, and
+    :func:`drain` applies them at once (``routerscope.telemetry`` calls it
+    before every flush and at shutdown). The worker restarts after ``fork()``.
+    """
+
+    def __init__(self) -> None:
+        self.queue: deque[tuple[Metric, float, dict[str, Any]]] = deque()
+        self.dropped = 0
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._start_lock = threading.Lock()
+        self._drain_lock = threading.Lock()
+
+    def record(self, m: Metric, value: float, attrs: dict[str, Any]) -> None:
+        if len(self.queue) >= MAX_DEFERRED:
+            self.dropped += 1
+            return
+        self.queue.append((m, value, attrs))
+        if self._thread is None or self._pid != os.getpid():
+            self._start()
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is not None and self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._run, name="routerscope-metrics",
+                                            daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        stop = threading.Event()
+        while not stop.wait(DEFERRED_FLUSH_INTERVAL):
+            self.drain()
+
+    def drain(self) -> None:
+        with self._drain_lock:
+            q = self.queue
+            while q:
+                try:
+                    m, value, attrs = q.popleft()
+                except IndexError:
+                    return
+                try:
+                    inst = instrument(m)
+                    if m.kind in ("counter", "updowncounter"):
+                        inst.add(value, attrs)
+                    else:
+                        inst.record(value, attrs)
+                except Exception:  # noqa: BLE001 - counted by the SDK's own logging
+                    self.dropped += 1
+
+    def _after_fork(self) -> None:
+        self._thread = None
+        self._drain_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+
+
+_deferred = _Deferred()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_deferred._after_fork)
+
+
+def record_later(m: Metric, value: float, attrs: dict[str, Any]) -> None:
+    """Record ``value`` on ``m`` from the worker thread (hot paths use this)."""
+    _deferred.record(m, value, attrs)
+
+
+def drain() -> None:
+    """Apply every deferred record now."""
+    _deferred.drain()
+
+
+def deferred_dropped() -> int:
+    return _deferred.dropped

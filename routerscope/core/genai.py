@@ -9,6 +9,7 @@ completion text are never recorded here.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Final
 
@@ -21,6 +22,11 @@ from routerscope.core._log import get_logger
 __all__ = ["LLMCall", "operation_from_path", "provider_from_host"]
 
 _log = get_logger("routerscope.genai")
+_std = logging.getLogger("routerscope.genai")
+
+
+def _debug_on() -> bool:
+    return _std.isEnabledFor(logging.DEBUG)
 
 _PROVIDERS: Final = {
     "openrouter.ai": "openrouter",
@@ -63,7 +69,8 @@ def operation_from_path(path: str) -> str | None:
 class LLMCall:
     """One GenAI client call: start it, feed it the response, end it once."""
 
-    __slots__ = ("_attrs", "_ended", "_finish", "_span", "_start", "response_model", "usage")
+    __slots__ = ("_attrs", "_ended", "_finish", "_span", "_start", "response_id", "response_model",
+                 "usage")
 
     def __init__(
         self,
@@ -104,6 +111,7 @@ class LLMCall:
         self._start = time.perf_counter()
         self._ended = False
         self.response_model: str | None = None
+        self.response_id: str | None = None
         self.usage: dict[str, int] = {}
         self._finish: list[str] = []
 
@@ -120,7 +128,7 @@ class LLMCall:
             self.response_model = model
         rid = body.get("id")
         if isinstance(rid, str) and rid:
-            self._span.set_attribute(signals.GEN_AI_RESPONSE_ID, rid)
+            self.response_id = rid
         for choice in body.get("choices") or ():
             if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
                 self._finish.append(choice["finish_reason"])
@@ -134,48 +142,58 @@ class LLMCall:
                 self.usage[signals.TOKEN_OUTPUT] = out
 
     def end(self, error_type: str | None = None, *, exception: BaseException | None = None) -> None:
-        """Record the duration and tokens and end the span; later calls do nothing."""
+        """Record the duration and tokens and end the span; later calls do nothing.
+
+        Metric records go to the deferred recorder (a deque append); the span
+        gets its end attributes in one call; the per-call event is debug level.
+        """
         if self._ended:
             return
         self._ended = True
         duration = time.perf_counter() - self._start
-        attrs = dict(self._attrs)
+        attrs = self._attrs
         if self.response_model:
             attrs[signals.GEN_AI_RESPONSE_MODEL] = self.response_model
         if error_type:
             attrs[signals.ERROR_TYPE] = error_type
         span = self._span
         try:
-            if self.response_model:
-                span.set_attribute(signals.GEN_AI_RESPONSE_MODEL, self.response_model)
-            if self._finish:
-                span.set_attribute(signals.GEN_AI_RESPONSE_FINISH_REASONS, self._finish)
-            if signals.TOKEN_INPUT in self.usage:
-                span.set_attribute(signals.GEN_AI_USAGE_INPUT_TOKENS, self.usage[signals.TOKEN_INPUT])
-            if signals.TOKEN_OUTPUT in self.usage:
-                span.set_attribute(signals.GEN_AI_USAGE_OUTPUT_TOKENS, self.usage[signals.TOKEN_OUTPUT])
-            if error_type:
-                span.set_attribute(signals.ERROR_TYPE, error_type)
-                if exception is not None:
-                    span.record_exception(exception)
-                span.set_status(Status(StatusCode.ERROR, error_type))
-            _otel.instrument(signals.GEN_AI_CLIENT_OPERATION_DURATION).record(duration, attrs)
-            usage_hist = _otel.instrument(signals.GEN_AI_CLIENT_TOKEN_USAGE)
+            if span.is_recording():
+                end_attrs: dict[str, Any] = {}
+                if self.response_model:
+                    end_attrs[signals.GEN_AI_RESPONSE_MODEL] = self.response_model
+                if self.response_id:
+                    end_attrs[signals.GEN_AI_RESPONSE_ID] = self.response_id
+                if self._finish:
+                    end_attrs[signals.GEN_AI_RESPONSE_FINISH_REASONS] = self._finish
+                if signals.TOKEN_INPUT in self.usage:
+                    end_attrs[signals.GEN_AI_USAGE_INPUT_TOKENS] = self.usage[signals.TOKEN_INPUT]
+                if signals.TOKEN_OUTPUT in self.usage:
+                    end_attrs[signals.GEN_AI_USAGE_OUTPUT_TOKENS] = self.usage[signals.TOKEN_OUTPUT]
+                if error_type:
+                    end_attrs[signals.ERROR_TYPE] = error_type
+                    if exception is not None:
+                        span.record_exception(exception)
+                    span.set_status(Status(StatusCode.ERROR, error_type))
+                span.set_attributes(end_attrs)
+            _otel.record_later(signals.GEN_AI_CLIENT_OPERATION_DURATION, duration, attrs)
             for token_type, count in self.usage.items():
-                usage_hist.record(count, {**attrs, signals.GEN_AI_TOKEN_TYPE: token_type})
-            fields = {
-                "gen_ai.operation.name": attrs[signals.GEN_AI_OPERATION_NAME],
-                "gen_ai.provider.name": attrs[signals.GEN_AI_PROVIDER_NAME],
-                "gen_ai.request.model": attrs.get(signals.GEN_AI_REQUEST_MODEL),
-                "gen_ai.response.model": self.response_model,
-                "duration_s": round(duration, 6),
-                "input_tokens": self.usage.get(signals.TOKEN_INPUT),
-                "output_tokens": self.usage.get(signals.TOKEN_OUTPUT),
-            }
-            if error_type:
-                _log.warning(signals.EVENT_LLM_ERROR, **fields, **{"error.type": error_type})
-            else:
-                _log.info(signals.EVENT_LLM_CALL, **fields)
+                _otel.record_later(signals.GEN_AI_CLIENT_TOKEN_USAGE, count,
+                                   {**attrs, signals.GEN_AI_TOKEN_TYPE: token_type})
+            if error_type or _debug_on():
+                fields = {
+                    "gen_ai.operation.name": attrs[signals.GEN_AI_OPERATION_NAME],
+                    "gen_ai.provider.name": attrs[signals.GEN_AI_PROVIDER_NAME],
+                    "gen_ai.request.model": attrs.get(signals.GEN_AI_REQUEST_MODEL),
+                    "gen_ai.response.model": self.response_model,
+                    "duration_s": round(duration, 6),
+                    "input_tokens": self.usage.get(signals.TOKEN_INPUT),
+                    "output_tokens": self.usage.get(signals.TOKEN_OUTPUT),
+                }
+                if error_type:
+                    _log.warning(signals.EVENT_LLM_ERROR, **fields, **{"error.type": error_type})
+                else:
+                    _log.debug(signals.EVENT_LLM_CALL, **fields)
         except Exception:  # noqa: BLE001 - telemetry never breaks the call
             pass
         finally:

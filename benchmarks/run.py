@@ -1,0 +1,89 @@
+"""Run every benchmark, write benchmarks/results/latest.{json,md}, print the table.
+
+    .venv/bin/python -m benchmarks.run            # full run (a few minutes)
+    .venv/bin/python -m benchmarks.run --quick    # fewer iterations
+    .venv/bin/python -m benchmarks.run --only pool,cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+
+from benchmarks._common import ROOT, Row
+
+MODULES = ["pool", "cache", "memory", "startup", "auto", "sidecar"]
+
+
+def machine() -> str:
+    import psutil
+
+    return (f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
+            f"{psutil.virtual_memory().total / 1024**3:.0f} GiB RAM, {platform.system()} "
+            f"{platform.release()}, Python {platform.python_version()}")
+
+
+def fmt(v: float) -> str:
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3f}"
+
+
+def table(rows: list[Row]) -> str:
+    out = ["| benchmark | routerscope / ours | baseline or peer | ratio | seed or aim | verdict |",
+           "|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r.name} | {r.a_label}: {fmt(r.a_value)} {r.unit} | "
+                   f"{r.b_label}: {fmt(r.b_value)} {r.unit} | {r.ratio:.2f}x | {r.claim} | "
+                   f"{r.verdict} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="", help="comma-separated subset of " + ",".join(MODULES))
+    args = ap.parse_args(argv)
+    wanted = [m for m in MODULES if not args.only or m in args.only.split(",")]
+    rows: list[Row] = []
+    failed: list[str] = []
+    started = time.time()
+    for name in wanted:
+        try:
+            mod = importlib.import_module(f"benchmarks.bench_{name}")
+        except ModuleNotFoundError:
+            continue
+        t0 = time.perf_counter()
+        try:
+            got = mod.run(quick=args.quick)
+        except Exception:  # noqa: BLE001 - report and go on with the others
+            failed.append(name)
+            traceback.print_exc()
+            continue
+        rows.extend(got)
+        print(f"[{name}] {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    out_dir = os.path.join(ROOT, "benchmarks", "results")
+    os.makedirs(out_dir, exist_ok=True)
+    meta = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
+            "command": "python -m benchmarks.run" + (" --quick" if args.quick else ""),
+            "failed": failed}
+    with open(os.path.join(out_dir, "latest.json"), "w") as f:
+        json.dump({**meta, "rows": [r.to_dict() for r in rows]}, f, indent=2)
+    md = (f"Measured {meta['when']} on {meta['machine']} with `{meta['command']}`.\n\n"
+          + table(rows) + "\n")
+    with open(os.path.join(out_dir, "latest.md"), "w") as f:
+        f.write(md)
+    print(md)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
