@@ -26,14 +26,14 @@ from routerscope.core import _otel, signals
 from routerscope.core._log import get_logger
 
 __all__ = [
-    "HardwareInfo",
+    "DTYPE_BYTES",
+    "PROFILES",
+    "BatchOptimizer",
     "DeviceInfo",
+    "HardwareInfo",
     "ModelProfile",
     "Recommendation",
-    "BatchOptimizer",
     "detect_hardware",
-    "PROFILES",
-    "DTYPE_BYTES",
     "run_doctor",
 ]
 

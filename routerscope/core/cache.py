@@ -45,7 +45,7 @@ from routerscope.core import _otel, signals
 from routerscope.core._log import get_logger
 from routerscope.core.errors import ModelTooLargeError
 
-__all__ = ["ModelCache", "CacheStats", "get_cache", "measure_size"]
+__all__ = ["CacheStats", "ModelCache", "get_cache", "measure_size"]
 
 _log = get_logger("routerscope.cache")
 _MB: Final = 1024 * 1024
@@ -71,7 +71,7 @@ class CacheStats:
 
 
 class _Entry:
-    __slots__ = ("value", "size", "last_used", "pins")
+    __slots__ = ("last_used", "pins", "size", "value")
 
     def __init__(self, value: Any, size: int, now: float) -> None:
         self.value = value
@@ -81,7 +81,7 @@ class _Entry:
 
 
 class _Flight:
-    __slots__ = ("done", "value", "error")
+    __slots__ = ("done", "error", "value")
 
     def __init__(self) -> None:
         self.done = threading.Event()

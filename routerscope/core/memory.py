@@ -41,13 +41,13 @@ from routerscope.core import _otel, signals
 from routerscope.core._log import get_logger
 
 __all__ = [
+    "MemoryAlert",
     "MemoryMonitor",
     "MemorySample",
-    "MemoryAlert",
-    "Trend",
     "Threshold",
-    "theil_sen_slope",
+    "Trend",
     "get_monitor",
+    "theil_sen_slope",
 ]
 
 _log = get_logger("routerscope.memory")

@@ -94,7 +94,7 @@ def test_lru_order_of_eviction() -> None:
     """The least recently used entry goes first."""
     cache = ModelCache(3)
     for k in "abc":
-        cache.get_or_load(k, lambda: k, size_bytes=MB)
+        cache.get_or_load(k, lambda k=k: k, size_bytes=MB)
     cache.get_or_load("a", lambda: "never")  # touch a
     cache.get_or_load("d", lambda: "d", size_bytes=MB)
     assert cache.keys() == ["c", "a", "d"]
@@ -107,12 +107,12 @@ def test_in_use_entry_survives_eviction_pressure() -> None:
     cache = ModelCache(2, on_evict=lambda k, v: evicted.append(k))
     with cache.use("pinned", lambda: "P", size_bytes=MB) as model:
         for i in range(10):
-            cache.get_or_load(i, lambda: i, size_bytes=MB)
+            cache.get_or_load(i, lambda i=i: i, size_bytes=MB)
             assert "pinned" in cache
         assert model == "P"
     assert "pinned" not in evicted
     for i in range(10, 12):
-        cache.get_or_load(i, lambda: i, size_bytes=MB)
+        cache.get_or_load(i, lambda i=i: i, size_bytes=MB)
     assert "pinned" in evicted  # unpinned, it can go
 
 
