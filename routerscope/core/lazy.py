@@ -147,23 +147,42 @@ _phases_recorded: set[str] = set()
 _phase_lock = threading.Lock()
 
 
+def _proc_start_time() -> float | None:
+    """Linux: start time from /proc (what psutil reads), without importing psutil."""
+    try:
+        import os
+
+        with open("/proc/self/stat", "rb") as f:
+            stat = f.read()
+        # fields after the parenthesised command name; starttime is field 22
+        ticks = int(stat.rsplit(b")", 1)[1].split()[19])
+        with open("/proc/stat", "rb") as f:
+            btime = next(int(line.split()[1]) for line in f if line.startswith(b"btime"))
+        return btime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration, AttributeError):
+        return None
+
+
 def process_start_time() -> float:
-    """This process' start as a Unix timestamp (psutil's create_time)."""
+    """This process' start as a Unix timestamp (as psutil's create_time gives it)."""
     global _start_time
     if _start_time is None:
-        import psutil
+        start = _proc_start_time()
+        if start is None:
+            import psutil
 
-        _start_time = psutil.Process().create_time()
+            start = psutil.Process().create_time()
+        _start_time = start
     return _start_time
 
 
-def record_startup_phase(phase: str, *, once: bool = True) -> float:
-    """Record seconds from process start to ``phase`` and return them.
+def record_startup_phase(phase: str, *, once: bool = True, at: float | None = None) -> float:
+    """Record seconds from process start to ``phase`` (now, or the Unix time ``at``).
 
     With ``once`` (the default) only the first call per phase is recorded;
     later calls return the seconds elapsed without emitting anything.
     """
-    elapsed = max(0.0, time.time() - process_start_time())
+    elapsed = max(0.0, (time.time() if at is None else at) - process_start_time())
     with _phase_lock:
         if once and phase in _phases_recorded:
             return elapsed
@@ -173,7 +192,7 @@ def record_startup_phase(phase: str, *, once: bool = True) -> float:
         if phase == signals.PHASE_READY:
             _log.info(signals.EVENT_READY, startup_s=round(elapsed, 4))
         else:
-            _log.info("Start-up phase", phase=phase, startup_s=round(elapsed, 4))
+            _log.debug("Start-up phase", phase=phase, startup_s=round(elapsed, 4))
     except Exception:  # noqa: BLE001
         pass
     return elapsed

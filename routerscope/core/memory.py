@@ -249,15 +249,15 @@ class MemoryMonitor:
 
     # -- life cycle ----------------------------------------------------------------------
 
-    def start(self) -> MemoryMonitor:
-        """Start sampling (idempotent)."""
+    def start(self, *, delay_first: bool = False) -> MemoryMonitor:
+        """Start sampling (idempotent); with ``delay_first`` the first sample waits an interval."""
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 return self
             self._stop.clear()
             self._started_at = time.time()
-            self._thread = threading.Thread(target=self._run, name="routerscope-memory",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._run, args=(delay_first,),
+                                            name="routerscope-memory", daemon=True)
             self._thread.start()
         return self
 
@@ -274,7 +274,9 @@ class MemoryMonitor:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def _run(self) -> None:
+    def _run(self, delay_first: bool = False) -> None:
+        if delay_first and self._stop.wait(self.interval):
+            return
         while True:
             t0 = time.thread_time()
             try:

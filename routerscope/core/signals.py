@@ -253,14 +253,35 @@ SIDECAR_DROPPED: Final = Metric(
 SIDECAR_SEND_DURATION: Final = Metric(
     "routerscope.sidecar.send.duration", "s", "histogram", "Duration of each upstream send attempt."
 )
-SDK_EXPORT_FAILURES: Final = Metric(
-    "routerscope.sdk.export.failures", "{batch}", "counter", "Failed exports from this process' SDK."
+TELEMETRY_DEFERRED_DROPPED: Final = Metric(
+    "routerscope.telemetry.deferred.dropped", "{record}", "counter",
+    "Metric records dropped because the deferred-recording queue was full.",
 )
-SDK_SPANS_DROPPED: Final = Metric(
-    "routerscope.sdk.spans.dropped", "{span}", "counter", "Spans dropped by this process' SDK."
+# The SDK's own self-observability (semconv "otel.sdk.*"), on when routerscope.telemetry
+# configures the SDK (it sets OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED=true by default).
+OTEL_SDK_SPAN_PROCESSED: Final = Metric(
+    "otel.sdk.processor.span.processed", "{span}", "counter",
+    "Spans processed by the batch processor; error.type=queue_full marks dropped ones.",
 )
-SDK_QUEUE_SIZE: Final = Metric(
-    "routerscope.sdk.queue.size", "{item}", "gauge", "Items waiting in this process' batch processors."
+OTEL_SDK_SPAN_QUEUE_SIZE: Final = Metric(
+    "otel.sdk.processor.span.queue.size", "{span}", "updowncounter",
+    "Spans waiting in the batch span processor's queue.",
+)
+OTEL_SDK_LOG_PROCESSED: Final = Metric(
+    "otel.sdk.processor.log.processed", "{log_record}", "counter",
+    "Log records processed by the batch processor; error.type marks dropped ones.",
+)
+OTEL_SDK_SPAN_EXPORTED: Final = Metric(
+    "otel.sdk.exporter.span.exported", "{span}", "counter",
+    "Spans exported; error.type marks failed exports.",
+)
+OTEL_SDK_LOG_EXPORTED: Final = Metric(
+    "otel.sdk.exporter.log.exported", "{log_record}", "counter",
+    "Log records exported; error.type marks failed exports.",
+)
+OTEL_SDK_METRIC_POINTS_EXPORTED: Final = Metric(
+    "otel.sdk.exporter.metric_data_point.exported", "{data_point}", "counter",
+    "Metric data points exported; error.type marks failed exports.",
 )
 
 ALL_METRICS: Final[tuple[Metric, ...]] = tuple(v for v in globals().values() if isinstance(v, Metric))

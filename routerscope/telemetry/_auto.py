@@ -1,0 +1,121 @@
+"""What ``import routerscope.auto`` does, once per process, never raising."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from routerscope.core import signals
+from routerscope.core.lazy import record_startup_phase
+
+__all__ = ["activate", "is_active"]
+
+_logger = logging.getLogger("routerscope.telemetry")
+_active = False
+_lock = threading.Lock()
+_monitor: Any = None
+HARDWARE_EVENT_DELAY = 1.0
+
+
+def is_active() -> bool:
+    return _active
+
+
+def _step(name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - one failing part must not stop the others
+        _logger.warning("routerscope: %s unavailable (%s: %s)", name, type(exc).__name__, exc)
+        return None
+
+
+def activate(*, instrument_requests: bool = True) -> bool:
+    """Configure telemetry from the environment and instrument the process (idempotent)."""
+    global _active
+    with _lock:
+        if _active:
+            return True
+        _active = True
+    from routerscope.telemetry._settings import Settings
+
+    imported_at = time.time()
+    settings = Settings.from_env()
+    if settings.sdk_disabled:
+        return False
+    from routerscope.telemetry._setup import configure
+
+    _step("telemetry", configure, settings=settings)
+    _step("start-up timing", record_startup_phase, signals.PHASE_IMPORT, at=imported_at)
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+    os.environ.setdefault("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS",
+                          ".*authorization.*,.*api[-_]?key.*,.*token.*,cookie,set-cookie")
+    from routerscope.telemetry import _instrument
+
+    _step("GenAI instrumentation", _instrument.patch_genai,
+          capture_content=settings.capture_content)
+    if instrument_requests:
+        # LLM calls are covered by the GenAI wrapper from now on; the requests
+        # instrumentation (spans for every other request) loads off the import path
+        threading.Thread(target=_step, args=("requests instrumentation", _instrument_requests),
+                         name="routerscope-instrument", daemon=True).start()
+    _step("pool counting", _instrument.patch_urllib3_pools)
+    if settings.memory_monitor:
+        _step("memory monitor", _start_monitor, settings)
+    if settings.hardware_event:
+        _step("hardware event", _hardware_later)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork)
+    return True
+
+
+def _instrument_requests() -> None:
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+    from routerscope.telemetry._instrument import instrument_beneath
+
+    inst = RequestsInstrumentor()
+    if not inst.is_instrumented_by_opentelemetry:
+        instrument_beneath(inst.instrument)
+    _requests_instrumented.set()
+
+
+_requests_instrumented = threading.Event()
+
+
+def wait_instrumented(timeout: float = 5.0) -> bool:
+    """Wait for the background requests instrumentation (tests and the demo use this)."""
+    return _requests_instrumented.wait(timeout)
+
+
+def _start_monitor(settings: Any) -> None:
+    global _monitor
+    from routerscope.core.memory import MemoryMonitor
+
+    _monitor = MemoryMonitor(interval=settings.memory_interval,
+                             rss_limit_mb=settings.memory_rss_limit_mb).start(delay_first=True)
+
+
+def _hardware_later() -> None:
+    """Emit the detected hardware once, off the import path (torch only if already loaded)."""
+    def run() -> None:
+        if threading.Event().wait(HARDWARE_EVENT_DELAY):
+            return
+        try:
+            from routerscope.core.batch import detect_hardware, emit_hardware
+
+            emit_hardware(detect_hardware(use_torch="torch" in sys.modules))
+        except Exception:
+            _logger.debug("hardware detection failed", exc_info=True)
+
+    threading.Thread(target=run, name="routerscope-hardware", daemon=True).start()
+
+
+def _after_fork() -> None:
+    """Threads do not survive fork(): restart the monitor in the child."""
+    if _monitor is not None and _monitor._thread is not None:
+        _monitor._thread = None
+        _step("memory monitor (after fork)", _monitor.start)

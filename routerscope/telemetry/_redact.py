@@ -1,0 +1,139 @@
+"""Secrets out of telemetry: API keys, bearer tokens, credentials in URLs.
+
+* :func:`redact` rewrites a string: ``sk-...``/``sk-or-...`` keys, ``Bearer``
+  tokens, ``user:password@`` in URLs and ``key=``/``token=``/``api_key=``
+  query values become ``REDACTED``.
+* :class:`RedactingSpanProcessor` wraps the exporting processor and hands it
+  a redacted copy of any span whose attributes or events hold a secret.
+* :class:`RedactingFilter` does the same for log records (message, args and
+  the structured ``extra`` fields) on the handlers routerscope installs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
+
+__all__ = ["REDACTED", "RedactingFilter", "RedactingSpanProcessor", "has_secret", "redact"]
+
+REDACTED: Final = "REDACTED"
+
+_PATTERNS: Final = [
+    (re.compile(r"\bsk-(?:or-|ant-|proj-)?[A-Za-z0-9_\-]{8,}"), REDACTED),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"), r"\1 " + REDACTED),
+    (re.compile(r"(?i)(://)[^/\s:@]+:[^/\s@]+@"), r"\1" + REDACTED + ":" + REDACTED + "@"),
+    (re.compile(r"(?i)([?&](?:api[_-]?key|key|token|access_token|sig|signature)=)[^&#\s]+"),
+     r"\1" + REDACTED),
+]
+_QUICK: Final = re.compile(r"sk-|(?i:bearer|basic)\s|://[^/\s]*@|[?&](?i:api[_-]?key|key|token|"
+                           r"access_token|sig|signature)=")
+
+
+def has_secret(text: str) -> bool:
+    return _QUICK.search(text) is not None
+
+
+def redact(text: str) -> str:
+    """``text`` with every secret replaced by ``REDACTED``."""
+    if not _QUICK.search(text):
+        return text
+    for pattern, repl in _PATTERNS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, tuple | list):
+        return type(value)(_redact_value(v) for v in value)
+    return value
+
+
+def _attrs_have_secret(attrs: Mapping[str, Any] | None) -> bool:
+    if not attrs:
+        return False
+    for v in attrs.values():
+        if isinstance(v, str):
+            if _QUICK.search(v):
+                return True
+        elif isinstance(v, tuple | list) and any(isinstance(x, str) and _QUICK.search(x)
+                                                 for x in v):
+            return True
+    return False
+
+
+def _clean(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: _redact_value(v) for k, v in (attrs or {}).items()}
+
+
+class RedactingSpanProcessor(SpanProcessor):
+    """Passes spans to ``inner``, redacting the ones that carry a secret."""
+
+    def __init__(self, inner: SpanProcessor) -> None:
+        self.inner = inner
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.inner.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        dirty = (_attrs_have_secret(span.attributes)
+                 or any(_attrs_have_secret(e.attributes) or has_secret(e.name)
+                        for e in span.events)
+                 or (span.status.description is not None and has_secret(span.status.description))
+                 or has_secret(span.name))
+        if dirty:
+            try:
+                span = _redacted_copy(span)
+            except Exception:  # noqa: BLE001 - better to drop than to leak
+                return
+        self.inner.on_end(span)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def _redacted_copy(span: ReadableSpan) -> ReadableSpan:
+    from opentelemetry.trace import Status
+
+    status = span.status
+    if status.description:
+        status = Status(status.status_code, redact(status.description))
+    events = tuple(Event(redact(e.name), _clean(e.attributes), e.timestamp) for e in span.events)
+    return ReadableSpan(
+        name=redact(span.name), context=span.context, parent=span.parent,
+        resource=span.resource, attributes=_clean(span.attributes), events=events,
+        links=span.links, kind=span.kind, status=status, start_time=span.start_time,
+        end_time=span.end_time, instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+_RECORD_FIELDS: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts a record's message, args and extra fields in place; never drops it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            if isinstance(record.msg, str):
+                record.msg = redact(record.msg)
+            if record.args:
+                if isinstance(record.args, Mapping):
+                    record.args = {k: _redact_value(v) for k, v in record.args.items()}
+                else:
+                    record.args = tuple(_redact_value(a) for a in record.args)
+            for k, v in list(vars(record).items()):
+                if k not in _RECORD_FIELDS and isinstance(v, str | list | tuple):
+                    setattr(record, k, _redact_value(v))
+        except Exception:  # noqa: BLE001
+            pass
+        return True
