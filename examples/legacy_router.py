@@ -24,7 +24,8 @@ log = logging.getLogger("legacy_router")
 class EmbeddingManager:
     def __init__(self) -> None:
         log.info("Initializing EmbeddingManager")
-        self.table = {w: i for i, w in enumerate(["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog"])}
+        words = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog"]
+        self.table = {w: i for i, w in enumerate(words)}
 
     def embed(self, text: str) -> list[int]:
         return [self.table.get(w, 0) for w in text.split()]
