@@ -58,6 +58,9 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length)
         answer = rx._next_answer()
         if answer is not None and answer.hang:
+            with rx._lock:
+                rx.hung += 1
+                rx._lock.notify_all()
             rx._stop.wait()
             self.close_connection = True
             return
@@ -91,7 +94,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(msg_b)
             return
         rx._store(signal, msg, raw, dict(self.headers.items()))
-        out = response_class(signal)().SerializeToString()
+        out = (answer.body if answer is not None and answer.body is not None
+               else response_class(signal)().SerializeToString())
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
         self.send_header("Content-Length", str(len(out)))
@@ -119,6 +123,7 @@ class OTLPReceiver:
         self.headers: list[dict[str, str]] = []
         self.errors: list[str] = []
         self.attempts = 0
+        self.hung = 0  # requests held open by a hang answer
         self._thread: threading.Thread | None = None
 
     @property
