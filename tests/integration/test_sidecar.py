@@ -124,6 +124,7 @@ def test_upstream_down_then_up_loses_nothing_in_order(sidecar_factory) -> None: 
         names = _names(rx)
         assert [n for i, n in enumerate(names) if n not in names[:i]] == \
             [f"s{i:03d}" for i in range(40)]
+        assert len(rx.requests["traces"]) < 40  # the backlog went up coalesced
     assert sc.status()["queue"]["requests"] == 0
 
 

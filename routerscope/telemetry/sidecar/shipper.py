@@ -35,6 +35,8 @@ DEFAULT_SEND_TIMEOUT: Final = 10.0
 DEFAULT_BACKOFF_BASE: Final = 0.5
 DEFAULT_BACKOFF_MAX: Final = 30.0
 DEFAULT_RETRY_AFTER_MAX: Final = 60.0
+DEFAULT_BATCH_RECORDS: Final = 64
+DEFAULT_BATCH_BYTES: Final = 4 * 1024 * 1024  # uncompressed-ish: gzip'd records count as stored
 _CTYPE: Final = {True: "application/json", False: "application/x-protobuf"}
 
 
@@ -56,7 +58,9 @@ class Shipper:
                  backoff_max: float = DEFAULT_BACKOFF_MAX,
                  retry_after_max: float = DEFAULT_RETRY_AFTER_MAX,
                  headers: dict[str, str] | None = None,
-                 on_send: Callable[[float, str], None] | None = None) -> None:
+                 on_send: Callable[[float, str], None] | None = None,
+                 batch_records: int = DEFAULT_BATCH_RECORDS,
+                 batch_bytes: int = DEFAULT_BATCH_BYTES) -> None:
         parts = urlsplit(upstream)
         if parts.scheme not in ("http", "https", "file"):
             raise ValueError(f"--upstream must be http(s)://host:port or file://PATH.jsonl, "
@@ -69,6 +73,8 @@ class Shipper:
         self.backoff_max = backoff_max
         self.retry_after_max = retry_after_max
         self.stats = ShipperStats()
+        self.batch_records = max(1, batch_records)
+        self.batch_bytes = max(1, batch_bytes)
         self._on_send = on_send
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -107,11 +113,11 @@ class Shipper:
     def _run(self) -> None:
         attempt = 0
         while not self._stop.is_set():
-            rec = self.spool.peek(timeout=0.5)
-            if rec is None:
+            batch = self.spool.peek_batch(self.batch_records, self.batch_bytes, timeout=0.5)
+            if not batch:
                 continue
             try:
-                delay = self._deliver(rec)
+                delay = self._deliver(batch)
             except Exception as exc:  # noqa: BLE001 - never let the shipper die
                 _log.exception("shipper: unexpected error")
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
@@ -133,13 +139,25 @@ class Shipper:
 
     # -- one record ----------------------------------------------------------------------
 
-    def _deliver(self, rec: Record) -> float | None:
-        """None when done with ``rec`` (delivered or dropped); else seconds to wait (0 = backoff)."""
+    def _deliver(self, batch: list[Record]) -> float | None:
+        """None when done with ``batch`` (delivered or dropped); else seconds to wait (0 = backoff).
+
+        Several spooled requests of one signal go up as one: serialized OTLP
+        requests concatenate into one valid request (repeated fields merge), and
+        the result is gzip'd once. (Concatenated gzip members would be valid gzip,
+        but some collectors read only the first member.)
+        """
+        rec = batch[0]
         if self.is_file:
-            self._write_file(rec)
-            self._done(rec, "shipped")
+            for r in batch:
+                self._write_file(r)
+            self._done(batch, "shipped")
             return None
-        body = rec.body if rec.is_gzip else gzip.compress(rec.body, compresslevel=1)
+        if len(batch) == 1 and rec.is_gzip:
+            body = rec.body
+        else:
+            body = gzip.compress(b"".join(gzip.decompress(r.body) if r.is_gzip else r.body
+                                          for r in batch), compresslevel=1)
         headers = {"Content-Type": _CTYPE[rec.is_json], "Content-Encoding": "gzip"}
         t0 = time.perf_counter()
         try:
@@ -155,7 +173,7 @@ class Shipper:
         self._sent(time.perf_counter() - t0, str(resp.status_code))
         if 200 <= resp.status_code < 300:
             self._partial_success(rec, resp)
-            self._done(rec, "shipped")
+            self._done(batch, "shipped")
             return None
         if resp.status_code in RETRYABLE:
             self.stats.last_error = f"HTTP {resp.status_code}"
@@ -163,16 +181,18 @@ class Shipper:
         reason = f"http_{resp.status_code}"
         self._warn_once(reason, f"upstream rejected a {rec.signal} request with "
                                 f"{resp.status_code}: {resp.text[:300]!r}; dropped, not retried")
-        self._done(rec, "dropped", reason)
+        self._done(batch, "dropped", reason)
         return None
 
-    def _done(self, rec: Record, outcome: str, reason: str = "") -> None:
-        self.spool.ack(rec)
+    def _done(self, batch: list[Record], outcome: str, reason: str = "") -> None:
+        """Counts are of the requests the sidecar received (not of upstream sends)."""
+        self.spool.ack_batch(batch)
+        sig = batch[0].signal
         with self._lock:
             if outcome == "shipped":
-                self.stats.shipped[rec.signal] = self.stats.shipped.get(rec.signal, 0) + 1
+                self.stats.shipped[sig] = self.stats.shipped.get(sig, 0) + len(batch)
             else:
-                self.stats.dropped[reason] = self.stats.dropped.get(reason, 0) + 1
+                self.stats.dropped[reason] = self.stats.dropped.get(reason, 0) + len(batch)
 
     def _sent(self, seconds: float, outcome: str) -> None:
         with self._lock:

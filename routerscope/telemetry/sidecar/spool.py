@@ -268,6 +268,56 @@ class Spool:
                 if not self._readable.wait(timeout):
                     return None
 
+    def peek_batch(self, max_records: int, max_bytes: int,
+                   timeout: float | None = None) -> list[Record]:
+        """The oldest undelivered records of one signal and encoding, in order (maybe none).
+
+        Consecutive records of the same segment are taken while they share the
+        head's signal and JSON flag, up to ``max_records`` and ``max_bytes`` of body.
+        """
+        head = self.peek(timeout)
+        if head is None:
+            return []
+        batch = [head]
+        size = len(head.body)
+        with self._lock:
+            seg = next((s for s in self._segments if s.seq == head.segment), None)
+            seg_size = seg.size if seg is not None else 0
+            path = seg.path if seg is not None else None
+        if path is None:
+            return batch
+        try:
+            with path.open("rb") as f:
+                pos = head.end
+                while len(batch) < max_records and pos < seg_size:
+                    f.seek(pos)
+                    hdr = f.read(HEADER.size)
+                    if len(hdr) < HEADER.size:
+                        break
+                    magic, length, _, code, flags = HEADER.unpack(hdr)
+                    if (magic != MAGIC or SIGNAL_NAMES.get(code) != head.signal
+                            or (flags & FLAG_JSON) != (head.flags & FLAG_JSON)
+                            or size + length > max_bytes):
+                        break
+                    rec = _parse(head.segment, hdr + f.read(length), 0, base=pos)
+                    if rec is None:
+                        break
+                    batch.append(rec)
+                    size += len(rec.body)
+                    pos = rec.end
+        except OSError:
+            pass
+        return batch
+
+    def ack_batch(self, records: list[Record]) -> None:
+        """Mark consecutive ``records`` delivered (those drop-oldest already removed are skipped)."""
+        with self._lock:
+            for rec in records:
+                if (rec.segment, rec.offset) == (self._cursor_seg, self._cursor_off):
+                    self._advance(rec)
+            self._refusing = False
+            self._write_cursor()
+
     def _head_locked(self) -> Record | None:
         while self._segments:
             head = self._segments[0]
