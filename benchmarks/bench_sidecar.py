@@ -50,7 +50,7 @@ class _Sink(BaseHTTPRequestHandler):
     def log_message(self, *a: Any) -> None:
         pass
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
             ExportTraceServiceRequest,
         )
