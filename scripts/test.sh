@@ -8,7 +8,7 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first and pinned: it takes the CPU build on disk; an unpinned torch pulls a CUDA build of GBs.
 .venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e '.[dev,torch]'
+.venv/bin/python -m pip install -q -e '.[dev,torch,report]'
 if [ -x scripts/install-backends.sh ]; then bash scripts/install-backends.sh; fi
 echo "== ruff"; .venv/bin/ruff check routerscope tests benchmarks examples
 echo "== mypy"; .venv/bin/mypy

@@ -9,8 +9,11 @@ completion text are never recorded here.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any, Final
 
 from opentelemetry import trace
@@ -19,7 +22,24 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from routerscope.core import _otel, signals
 from routerscope.core._log import get_logger
 
-__all__ = ["LLMCall", "operation_from_path", "provider_from_host"]
+__all__ = ["LLMCall", "is_recording", "operation_from_path", "provider_from_host", "recording"]
+
+_RECORDING: contextvars.ContextVar[bool] = contextvars.ContextVar("routerscope_genai",
+                                                                  default=False)
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[None]:
+    """Marks HTTP sent inside as already recorded by a GenAI call (no second record)."""
+    token = _RECORDING.set(True)
+    try:
+        yield
+    finally:
+        _RECORDING.reset(token)
+
+
+def is_recording() -> bool:
+    return _RECORDING.get()
 
 _log = get_logger("routerscope.genai")
 _std = logging.getLogger("routerscope.genai")

@@ -247,6 +247,17 @@ class MemoryMonitor:
         self._cpu_time = 0.0
         _register(self)
 
+    def set_rss_limit(self, rss_limit_mb: float | None, *,
+                      warn_fraction: float = DEFAULT_WARN_FRACTION,
+                      hysteresis: float = DEFAULT_HYSTERESIS) -> None:
+        """Change the RSS limit (and its warning) while running; None removes it."""
+        if rss_limit_mb is None:
+            self._rss_limit = self._rss_warn = None
+            return
+        self._rss_limit = Threshold(rss_limit_mb * _MB, hysteresis)
+        self._rss_warn = (Threshold(rss_limit_mb * _MB * warn_fraction, hysteresis)
+                          if 0 < warn_fraction < 1 else None)
+
     # -- life cycle ----------------------------------------------------------------------
 
     def start(self, *, delay_first: bool = False) -> MemoryMonitor:

@@ -12,7 +12,7 @@ import requests
 from opentelemetry import trace
 
 from routerscope.core import errors, signals
-from routerscope.core.genai import LLMCall, provider_from_host
+from routerscope.core.genai import LLMCall, provider_from_host, recording
 from routerscope.core.pool import DEFAULT_TIMEOUT, pooled_session
 
 __all__ = ["API_KEY_ENV", "DEFAULT_BASE_URL", "OpenRouterClient"]
@@ -115,7 +115,8 @@ class OpenRouterClient:
     ) -> requests.Response:
         url = f"{self.base_url}/{path.lstrip('/')}"
         try:
-            resp = self.session.request(method, url, json=json_body, stream=stream)
+            with recording():  # routerscope.auto must not record this call a second time
+                resp = self.session.request(method, url, json=json_body, stream=stream)
         except requests.Timeout as exc:
             raise errors.ProviderTimeoutError(
                 f"{self.provider_name} did not answer within {self._timeout} s",
@@ -242,14 +243,18 @@ def iter_sse(resp: requests.Response) -> Iterator[dict[str, Any]]:
     fields are joined; a data field that is not JSON raises ``ProviderError``.
     """
     data: list[str] = []
+    done = False
     for raw in resp.iter_lines(decode_unicode=False):
+        if done:  # read to the end so the connection goes back to the pool
+            continue
         line = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         if not line:
             if data:
                 payload = "\n".join(data)
                 data = []
                 if payload.strip() == "[DONE]":
-                    return
+                    done = True
+                    continue
                 try:
                     yield json.loads(payload)
                 except ValueError as exc:
@@ -260,7 +265,7 @@ def iter_sse(resp: requests.Response) -> Iterator[dict[str, Any]]:
         field, _, value = line.partition(":")
         if field == "data":
             data.append(value[1:] if value.startswith(" ") else value)
-    if data and "\n".join(data).strip() != "[DONE]":
+    if not done and data and "\n".join(data).strip() != "[DONE]":
         try:
             yield json.loads("\n".join(data))
         except ValueError as exc:

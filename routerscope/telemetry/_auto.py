@@ -25,6 +25,11 @@ def is_active() -> bool:
     return _active
 
 
+def memory_monitor() -> Any:
+    """The MemoryMonitor that ``routerscope.auto`` started, or None."""
+    return _monitor
+
+
 def _step(name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
@@ -95,7 +100,7 @@ def _start_monitor(settings: Any) -> None:
     global _monitor
     from routerscope.core.memory import MemoryMonitor
 
-    _monitor = MemoryMonitor(interval=settings.memory_interval,
+    _monitor = MemoryMonitor(interval=settings.memory_interval, window=settings.memory_window,
                              rss_limit_mb=settings.memory_rss_limit_mb).start(delay_first=True)
 
 

@@ -28,7 +28,7 @@ from opentelemetry.propagate import inject
 
 from routerscope.core import signals
 from routerscope.core._otel import record_later
-from routerscope.core.genai import LLMCall, operation_from_path, provider_from_host
+from routerscope.core.genai import LLMCall, is_recording, operation_from_path, provider_from_host
 from routerscope.core.lazy import record_startup_phase
 from routerscope.core.pool import pool_stats, register_pool_observers
 from routerscope.telemetry._redact import redact
@@ -117,7 +117,7 @@ def _send(self: Any, request: Any, **kwargs: Any) -> Any:
     if not _first_request_seen:
         _note_first_request(url)
     path = url.split("?", 1)[0]
-    if not path.endswith(_SUFFIXES):
+    if not path.endswith(_SUFFIXES) or is_recording():  # not LLM, or already recorded
         return send(self, request, **kwargs)
     op = operation_from_path(urlsplit(path).path)
     if op is None:

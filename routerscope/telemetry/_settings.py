@@ -22,6 +22,7 @@ DEFAULT_ENDPOINT: Final = "http://127.0.0.1:4318"
 ROUTERSCOPE_MEMORY_MONITOR: Final = "ROUTERSCOPE_MEMORY_MONITOR"
 ROUTERSCOPE_MEMORY_INTERVAL: Final = "ROUTERSCOPE_MEMORY_INTERVAL"
 ROUTERSCOPE_MEMORY_RSS_LIMIT_MB: Final = "ROUTERSCOPE_MEMORY_RSS_LIMIT_MB"
+ROUTERSCOPE_MEMORY_WINDOW: Final = "ROUTERSCOPE_MEMORY_WINDOW"
 ROUTERSCOPE_LOG_LEVEL: Final = "ROUTERSCOPE_LOG_LEVEL"
 ROUTERSCOPE_LOG_FORMAT: Final = "ROUTERSCOPE_LOG_FORMAT"
 ROUTERSCOPE_SERVICE_VERSION: Final = "ROUTERSCOPE_SERVICE_VERSION"
@@ -32,6 +33,7 @@ ENV_DOC: Final[dict[str, tuple[str, str]]] = {
     ROUTERSCOPE_MEMORY_MONITOR: ("1", "start the memory monitor on `import routerscope.auto` (0 = off)"),
     ROUTERSCOPE_MEMORY_INTERVAL: ("5", "memory sampling interval, seconds"),
     ROUTERSCOPE_MEMORY_RSS_LIMIT_MB: ("unset", "RSS limit for the memory alerts (warning at 80 %)"),
+    ROUTERSCOPE_MEMORY_WINDOW: ("300", "seconds of samples behind the trend and leak detection"),
     ROUTERSCOPE_LOG_LEVEL: ("INFO", "level of routerscope's own events"),
     ROUTERSCOPE_LOG_FORMAT: ("auto", "console output of events: `json`, `console`, `none`; "
                              "`auto` = JSON to stderr when the app set up no logging"),
@@ -97,6 +99,7 @@ class Settings:
     memory_monitor: bool
     memory_interval: float
     memory_rss_limit_mb: float | None
+    memory_window: float
     log_level: int
     log_format: str
     service_version: str | None
@@ -114,6 +117,7 @@ class Settings:
             memory_monitor=env_bool(ROUTERSCOPE_MEMORY_MONITOR, True, e),
             memory_interval=env_float(ROUTERSCOPE_MEMORY_INTERVAL, 5.0, e) or 5.0,
             memory_rss_limit_mb=env_float(ROUTERSCOPE_MEMORY_RSS_LIMIT_MB, None, e),
+            memory_window=env_float(ROUTERSCOPE_MEMORY_WINDOW, 300.0, e) or 300.0,
             log_level=getattr(logging, level_name.upper()),
             log_format=env_choice(ROUTERSCOPE_LOG_FORMAT, "auto",
                                   ("auto", "json", "console", "none"), e),
