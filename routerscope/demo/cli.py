@@ -154,7 +154,9 @@ def run(args: argparse.Namespace) -> int:
     from routerscope.telemetry.report import write_report
 
     _, made = write_report(out / "telemetry.jsonl", out / "report")
-    print(f"  report: {', '.join(str(p.relative_to(Path.cwd()) if p.is_relative_to(Path.cwd()) else p) for p in made)}")
+    cwd = Path.cwd()
+    shown = [str(p.relative_to(cwd) if p.is_relative_to(cwd) else p) for p in made]
+    print(f"  report: {', '.join(shown)}")
     print(f"  raw telemetry: {out / 'telemetry.jsonl'} (routerscope report reads it)")
     return 0
 
