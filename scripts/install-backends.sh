@@ -1,31 +1,40 @@
 #!/usr/bin/env bash
 # Installs the real back ends the integration tests run against, into ./.backends:
-#   - VictoriaMetrics (PromQL store with OTLP ingestion) from Debian's trixie suite
-#     (apt-get download + dpkg -x; the static binary runs on bookworm)
-#   - rotel (a Rust OTLP collector) comes from PyPI with the dev extra: .venv/bin/python -m pip
-# Idempotent; safe to run again. Needs root for apt-get (CI and these machines run as root).
+#   - victoria-metrics: PromQL store with OTLP ingestion, from Debian's trixie suite
+#   - promtool: Prometheus 3's config/rules checker, from Debian's sid suite (bookworm's
+#     Prometheus predates the otlp: config block)
+# Both are static Go binaries: apt-get download + dpkg -x, nothing installed system-wide.
+# rotel (a Rust OTLP collector) comes from PyPI with the dev extra.
+# Idempotent. Needs root for apt-get's cache dirs (CI and these machines run as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest=.backends
 mkdir -p "$dest"
-if [ ! -x "$dest/victoria-metrics" ]; then
+
+fetch() {  # fetch SUITE PACKAGE PATH-IN-DEB NAME
+  local suite=$1 pkg=$2 inner=$3 name=$4
+  [ -x "$dest/$name" ] && return 0
+  local tmp
   tmp=$(mktemp -d)
-  cat > "$tmp/trixie.sources" <<SRC
+  cat > "$tmp/s.sources" <<SRC
 Types: deb
 URIs: http://deb.debian.org/debian
-Suites: trixie
+Suites: $suite
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
   mkdir -p "$tmp/lists" "$tmp/cache/archives/partial"
-  opts=(-o "Dir::Etc::sourcelist=$tmp/trixie.sources" -o "Dir::Etc::sourceparts=-"
-        -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache"
-        -o "APT::Get::List-Cleanup=0" -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
+  local opts=(-o "Dir::Etc::sourcelist=$tmp/s.sources" -o "Dir::Etc::sourceparts=-"
+              -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache"
+              -o "APT::Get::List-Cleanup=0" -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
   apt-get "${opts[@]}" update -qq >/dev/null
-  (cd "$tmp" && apt-get "${opts[@]}" download -qq victoria-metrics >/dev/null)
-  dpkg -x "$tmp"/victoria-metrics_*.deb "$tmp/root"
-  bin="$tmp/root/usr/bin/victoria-metrics"
-  cp "$bin" "$dest/victoria-metrics"
+  (cd "$tmp" && apt-get "${opts[@]}" download -qq "$pkg" >/dev/null)
+  dpkg -x "$tmp"/"$pkg"_*.deb "$tmp/root"
+  cp "$tmp/root/$inner" "$dest/$name"
   rm -rf "$tmp"
-fi
-"$dest/victoria-metrics" -version | head -n 1
+}
+
+fetch trixie victoria-metrics usr/bin/victoria-metrics victoria-metrics
+fetch sid promtool usr/bin/promtool promtool
+"$dest/promtool" --version | head -n 1
+test -x "$dest/victoria-metrics" && echo "victoria-metrics: $dest/victoria-metrics"

@@ -10,6 +10,7 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -e '.[dev,torch,report]'
 if [ -x scripts/install-backends.sh ]; then bash scripts/install-backends.sh; fi
-echo "== ruff"; .venv/bin/ruff check routerscope tests benchmarks examples
+echo "== ruff"; .venv/bin/ruff check routerscope tests benchmarks examples dashboards
+echo "== dashboards up to date"; .venv/bin/python -m dashboards.generate --check
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"; .venv/bin/python -m pytest "$@"

@@ -240,6 +240,7 @@ class MemoryMonitor:
         self.slope = 0.0
         self.leak_suspected = False
         self._above_since: float | None = None
+        _zero_alert_counters()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -416,6 +417,17 @@ class MemoryMonitor:
 # --- signals ---------------------------------------------------------------------------
 
 _monitors: list[MemoryMonitor] = []
+_ALERT_KINDS = ("rss_warning", "rss", "system_percent")
+
+
+def _zero_alert_counters() -> None:
+    """Start each alert series at 0, so the first alert is an increase, not a new series."""
+    try:
+        counter = _otel.instrument(signals.MEMORY_ALERTS)
+        for kind in _ALERT_KINDS:
+            counter.add(0, {signals.ATTR_MEMORY_ALERT_KIND: kind})
+    except Exception:  # noqa: BLE001
+        pass
 _obs_registered = False
 
 
@@ -465,7 +477,8 @@ def _register(monitor: MemoryMonitor) -> None:
     _otel.observe(signals.SYSTEM_MEMORY_UTILIZATION, one(lambda s: s.system_percent / 100.0))
     _otel.observe(signals.MEMORY_CUDA_ALLOCATED, cuda(0))
     _otel.observe(signals.MEMORY_CUDA_RESERVED, cuda(1))
-    _otel.observe(signals.MEMORY_TREND, monitor_value(lambda m: m.slope))
+    # the gauge is per second: "By/s" translates the same in Prometheus and VictoriaMetrics
+    _otel.observe(signals.MEMORY_TREND, monitor_value(lambda m: m.slope / 60.0))
     _otel.observe(signals.MEMORY_LEAK_SUSPECTED,
                   monitor_value(lambda m: 1.0 if m.leak_suspected else 0.0))
 

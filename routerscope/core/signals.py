@@ -200,10 +200,8 @@ CACHE_LOAD_DURATION: Final = Metric(
     "routerscope.cache.load.duration", "s", "histogram", "Time to load a model on a cache miss."
 )
 MEMORY_TREND: Final = Metric(
-    "routerscope.memory.trend",
-    "By/min",
-    "gauge",
-    "Robust (Theil-Sen) slope of process RSS over the monitor's window.",
+    "routerscope.memory.trend", "By/s", "gauge",
+    "Robust (Theil-Sen) slope of process RSS over the monitor's window, bytes per second.",
 )
 MEMORY_LEAK_SUSPECTED: Final = Metric(
     "routerscope.memory.leak_suspected",

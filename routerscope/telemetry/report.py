@@ -7,7 +7,7 @@ over the whole run, computed the same way:
 * start-up per phase: ``routerscope_startup_duration_seconds_sum / _count``;
 * cache hit rate: ``sum(routerscope_cache_requests_total{routerscope_cache_result="hit"})
   / sum(routerscope_cache_requests_total)`` (last values);
-* memory: ``process_memory_usage_bytes`` over time, ``routerscope_memory_trend_bytes_per_minute``;
+* memory: ``process_memory_usage_bytes`` over time, ``routerscope_memory_trend_bytes_per_second``;
 * API latency: ``histogram_quantile(q, sum by (le, gen_ai_request_model)
   (gen_ai_client_operation_duration_seconds_bucket))`` on the last cumulative values,
   with Prometheus' interpolation (tests compare with VictoriaMetrics).
@@ -239,7 +239,7 @@ def summarise(tel: Telemetry, service: str | None = None) -> Summary:
         startup=startup, lazy_inits=lazy_inits, hits=hits, misses=misses,
         hit_rate=hits / (hits + misses) if hits + misses else None, evictions=dict(evictions),
         rss_mb=[((t - t0) / 1e9, v / 2**20) for t, v in rss],
-        trend_mb_per_min=(trend[0].value or 0) / 2**20 if trend else None, alerts=alerts,
+        trend_mb_per_min=(trend[0].value or 0) * 60 / 2**20 if trend else None, alerts=alerts,
         latency=latency, calls=calls, tokens=dict(tokens), retries=retries,
         pool_reuse=1 - conns / reqs if reqs else None, service=service,
     )
