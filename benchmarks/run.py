@@ -18,7 +18,7 @@ import traceback
 
 from benchmarks._common import ROOT, Row
 
-MODULES = ["pool", "cache", "memory", "startup", "auto", "sidecar"]
+MODULES = ["pool", "cache", "memory", "startup", "auto", "peers", "sidecar"]
 
 
 def machine() -> str:
@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="", help="comma-separated subset of " + ",".join(MODULES))
+    ap.add_argument("--update-readme", action="store_true",
+                    help="write the table between the README's BENCHMARKS markers")
     args = ap.parse_args(argv)
     wanted = [m for m in MODULES if not args.only or m in args.only.split(",")]
     rows: list[Row] = []
@@ -72,16 +74,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{name}] {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     out_dir = os.path.join(ROOT, "benchmarks", "results")
     os.makedirs(out_dir, exist_ok=True)
-    meta = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
-            "command": "python -m benchmarks.run" + (" --quick" if args.quick else ""),
-            "failed": failed}
-    with open(os.path.join(out_dir, "latest.json"), "w") as f:
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
+    command = "python -m benchmarks.run" + (" --quick" if args.quick else "")
+    groups = {r.group: when for r in rows}
+    latest = os.path.join(out_dir, "latest.json")
+    if args.only and os.path.exists(latest):  # a partial run replaces only its own groups
+        with open(latest) as f:
+            old = json.load(f)
+        kept = [Row(**r) for r in old["rows"] if r["group"] not in groups]
+        groups = {**old.get("groups", {}), **groups}
+        rows = kept + rows
+        command = old.get("command", command)
+    order = {g: i for i, g in enumerate(MODULES)}
+    rows.sort(key=lambda r: order.get(r.group, 99))
+    meta = {"machine": machine(), "when": when, "command": command, "failed": failed,
+            "groups": groups}
+    with open(latest, "w") as f:
         json.dump({**meta, "rows": [r.to_dict() for r in rows]}, f, indent=2)
-    md = (f"Measured {meta['when']} on {meta['machine']} with `{meta['command']}`.\n\n"
-          + table(rows) + "\n")
+    dates = sorted(set(groups.values()))
+    stamp = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
+    md = (f"Measured {stamp} on {meta['machine']} with `{meta['command']}` "
+          f"(each row: ours and the baseline or peer in one run).\n\n" + table(rows) + "\n")
     with open(os.path.join(out_dir, "latest.md"), "w") as f:
         f.write(md)
     print(md)
+    if args.update_readme:
+        readme = os.path.join(ROOT, "README.md")
+        with open(readme) as f:
+            text = f.read()
+        begin, end = "<!-- BENCHMARKS:BEGIN -->", "<!-- BENCHMARKS:END -->"
+        i, j = text.index(begin) + len(begin), text.index(end)
+        with open(readme, "w") as f:
+            f.write(text[:i] + "\n" + md + text[j:])
     return 1 if failed else 0
 
 

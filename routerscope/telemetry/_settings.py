@@ -40,6 +40,8 @@ ENV_DOC: Final[dict[str, tuple[str, str]]] = {
     ROUTERSCOPE_SERVICE_VERSION: ("unset", "`service.version` resource attribute"),
     ROUTERSCOPE_SHUTDOWN_TIMEOUT: ("5", "seconds `shutdown()` may take to flush, endpoint up or not"),
     ROUTERSCOPE_HARDWARE_EVENT: ("1", "emit the detected hardware once after start-up (0 = off)"),
+    "ROUTERSCOPE_SIDECAR_TOKEN": ("unset", "bearer token the sidecar requires (`routerscope "
+                                  "sidecar --token`)"),
 }
 
 _warned: set[str] = set()
