@@ -27,8 +27,9 @@ from pathlib import Path
 
 from benchmarks._common import ROOT, Row
 
+_CONSTRAINTS = str(Path(__file__).with_name("peers") / "openlit-constraints.txt")
 PEERS = {"logfire": ["logfire==5.4.0", "opentelemetry-instrumentation-requests", "requests"],
-         "openlit": ["openlit==1.45.0", "requests"]}
+         "openlit": ["openlit==1.45.0", "requests", "-c", _CONSTRAINTS]}
 SETUP = {
     "bare": "",
     "logfire": ("import logfire\nlogfire.configure(send_to_logfire=False, console=False)\n"
@@ -61,8 +62,9 @@ def _venv(name: str) -> Path:
     marker = path / ".ready"
     if not marker.exists():
         venv.create(path, with_pip=True)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         subprocess.run([str(py), "-m", "pip", "install", "-q", *PEERS[name]], check=True,
-                       timeout=900)
+                       timeout=900, env=env)
         marker.write_text("ok")
     return py
 

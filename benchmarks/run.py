@@ -24,7 +24,14 @@ MODULES = ["pool", "cache", "memory", "startup", "auto", "peers", "sidecar"]
 def machine() -> str:
     import psutil
 
-    return (f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f
+                       if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}, {psutil.cpu_count()} cores, "
             f"{psutil.virtual_memory().total / 1024**3:.0f} GiB RAM, {platform.system()} "
             f"{platform.release()}, Python {platform.python_version()}")
 
