@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from routerscope._loopback import LoopbackServer
 from routerscope.telemetry.otlp_json import SIGNALS, OTLPDecodeError, decode, response_class
 
 __all__ = ["Answer", "OTLPReceiver", "attrs_of"]
@@ -61,7 +62,7 @@ class _Handler(BaseHTTPRequestHandler):
             with rx._lock:
                 rx.hung += 1
                 rx._lock.notify_all()
-            rx._stop.wait()
+            rx._halt.wait()
             self.close_connection = True
             return
         signal = self.path.rstrip("/").rsplit("/", 1)[-1]
@@ -109,14 +110,16 @@ class _Server(ThreadingHTTPServer):
     receiver: OTLPReceiver
 
 
-class OTLPReceiver:
+class OTLPReceiver(LoopbackServer):
     """An OTLP/HTTP receiver on 127.0.0.1 (port chosen by the OS unless given)."""
 
+    thread_name = "otlp-receiver"
+
     def __init__(self, port: int = 0) -> None:
+        super().__init__()
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.receiver = self
         self._lock = threading.Condition()
-        self._stop = threading.Event()
         self._answers: collections.deque[Answer] = collections.deque()
         self.requests: dict[str, list[Any]] = {s: [] for s in SIGNALS}
         self.raw: list[bytes] = []
@@ -124,33 +127,6 @@ class OTLPReceiver:
         self.errors: list[str] = []
         self.attempts = 0
         self.hung = 0  # requests held open by a hang answer
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> OTLPReceiver:
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True,
-                                        name="otlp-receiver")
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> OTLPReceiver:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def answer(self, *answers: Answer) -> None:
         """The next requests get these answers (then normal 200s)."""

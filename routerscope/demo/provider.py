@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from routerscope._loopback import LoopbackServer
+
 __all__ = ["FakeProvider", "Fault", "SeenRequest"]
 
 
@@ -101,14 +103,14 @@ class _Handler(BaseHTTPRequestHandler):
         fault = p._next_fault()
         if fault is not None:
             if fault.hang:
-                p._stopping.wait()
+                p._halt.wait()
                 self.close_connection = True
                 return
             if fault.close:
                 self.close_connection = True
                 return
             if fault.delay:
-                p._stopping.wait(fault.delay)
+                p._halt.wait(fault.delay)
             if fault.status != 200 or fault.body is not None:
                 payload = fault.body
                 if isinstance(payload, dict | list):
@@ -156,7 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
         rid = f"gen-{p._next_id()}"
         latency = p.latency_for(out_tokens)
         if not req.get("stream"):
-            p._stopping.wait(latency)
+            p._halt.wait(latency)
             text = " ".join(["token"] * out_tokens)
             choice: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
             if chat:
@@ -198,7 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
                 }
                 emit(f"data: {json.dumps(err)}\n\n")
                 break
-            p._stopping.wait(per_chunk)
+            p._halt.wait(per_chunk)
             delta = {
                 "id": rid,
                 "object": "chat.completion.chunk",
@@ -230,7 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
         inputs = req.get("input")
         items = inputs if isinstance(inputs, list) else [inputs]
         tokens = sum(p.count_tokens(i) for i in items)
-        p._stopping.wait(p.latency_for(0))
+        p._halt.wait(p.latency_for(0))
         data = {
             "object": "list",
             "model": str(req.get("model") or "demo/embed"),
@@ -240,13 +242,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(data).encode(), "application/json", {})
 
 
-class FakeProvider:
+class FakeProvider(LoopbackServer):
     """An OpenAI-compatible HTTP(S) server on 127.0.0.1 in a background thread.
 
     ``base_latency`` seconds plus ``per_token_latency`` per output token, each
     scaled by a uniform jitter of +-``jitter``; ``output_tokens`` is the range
     of completion lengths when the request sets no ``max_tokens``.
     """
+
+    thread_name = "fake-provider"
 
     def __init__(
         self,
@@ -264,10 +268,10 @@ class FakeProvider:
         self.jitter = jitter
         self.output_range = output_tokens
         self.models = models
+        super().__init__()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._faults: collections.deque[Fault] = collections.deque()
-        self._stopping = threading.Event()
         self.seen: list[SeenRequest] = []
         self.connections = 0
         self.requests_total = 0
@@ -277,42 +281,10 @@ class FakeProvider:
         if tls is not None:
             self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self.scheme = "https" if tls is not None else "http"
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def base_url(self) -> str:
         return f"{self.url}/api/v1"
-
-    def start(self) -> FakeProvider:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-provider",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeProvider:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def enqueue(self, *faults: Fault) -> None:
         """The next len(faults) requests get these answers, in order."""
