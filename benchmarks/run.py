@@ -15,6 +15,7 @@ import platform
 import sys
 import time
 import traceback
+from typing import Any
 
 from benchmarks._common import ROOT, Row
 
@@ -54,13 +55,45 @@ def table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+def write_md(meta: dict[str, Any], rows: list[Row], update_readme: bool) -> None:
+    out_dir = os.path.join(ROOT, "benchmarks", "results")
+    groups = meta.get("groups") or {r.group: meta["when"] for r in rows}
+    dates = sorted(set(groups.values()))
+    stamp = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
+    md = (f"Measured {stamp} on {meta['machine']} with `{meta['command']}` "
+          f"(each row: ours and the baseline or peer in one run).\n\n" + table(rows) + "\n")
+    with open(os.path.join(out_dir, "latest.md"), "w") as f:
+        f.write(md)
+    print(md)
+    if update_readme:
+        readme = os.path.join(ROOT, "README.md")
+        with open(readme) as f:
+            text = f.read()
+        begin, end = "<!-- BENCHMARKS:BEGIN -->", "<!-- BENCHMARKS:END -->"
+        i, j = text.index(begin) + len(begin), text.index(end)
+        with open(readme, "w") as f:
+            f.write(text[:i] + "\n" + md + text[j:])
+
+
+def render_only(update_readme: bool) -> int:
+    with open(os.path.join(ROOT, "benchmarks", "results", "latest.json")) as f:
+        data = json.load(f)
+    rows = [Row(**r) for r in data.pop("rows")]
+    write_md(data, rows, update_readme)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="", help="comma-separated subset of " + ",".join(MODULES))
+    ap.add_argument("--render", action="store_true",
+                    help="only rebuild latest.md (and the README with --update-readme) from latest.json")
     ap.add_argument("--update-readme", action="store_true",
                     help="write the table between the README's BENCHMARKS markers")
     args = ap.parse_args(argv)
+    if args.render:
+        return render_only(args.update_readme)
     wanted = [m for m in MODULES if not args.only or m in args.only.split(",")]
     rows: list[Row] = []
     failed: list[str] = []
@@ -89,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         with open(latest) as f:
             old = json.load(f)
         kept = [Row(**r) for r in old["rows"] if r["group"] not in groups]
-        groups = {**old.get("groups", {}), **groups}
+        groups = {**{r["group"]: old["when"] for r in old["rows"]}, **old.get("groups", {}),
+                  **groups}
         rows = kept + rows
         command = old.get("command", command)
     order = {g: i for i, g in enumerate(MODULES)}
@@ -98,21 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             "groups": groups}
     with open(latest, "w") as f:
         json.dump({**meta, "rows": [r.to_dict() for r in rows]}, f, indent=2)
-    dates = sorted(set(groups.values()))
-    stamp = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
-    md = (f"Measured {stamp} on {meta['machine']} with `{meta['command']}` "
-          f"(each row: ours and the baseline or peer in one run).\n\n" + table(rows) + "\n")
-    with open(os.path.join(out_dir, "latest.md"), "w") as f:
-        f.write(md)
-    print(md)
-    if args.update_readme:
-        readme = os.path.join(ROOT, "README.md")
-        with open(readme) as f:
-            text = f.read()
-        begin, end = "<!-- BENCHMARKS:BEGIN -->", "<!-- BENCHMARKS:END -->"
-        i, j = text.index(begin) + len(begin), text.index(end)
-        with open(readme, "w") as f:
-            f.write(text[:i] + "\n" + md + text[j:])
+    write_md(meta, rows, args.update_readme)
     return 1 if failed else 0
 
 
