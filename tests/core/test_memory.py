@@ -18,6 +18,7 @@ from routerscope.core.memory import (
     get_monitor,
     theil_sen_slope,
 )
+from tests._wait import wait_until
 
 MB = 1024 * 1024
 
@@ -120,9 +121,7 @@ def test_start_stop_idempotent_and_prompt() -> None:
     m = MemoryMonitor(interval=0.5, percent_limit=None)
     m.start()
     m.start()
-    deadline = time.monotonic() + 5
-    while not m.samples and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert wait_until(lambda: bool(m.samples), 5)
     assert m.samples and m.samples[-1].rss > 0
     t0 = time.monotonic()
     m.stop()
@@ -147,9 +146,7 @@ def test_seed_api(capsys: pytest.CaptureFixture[str]) -> None:
     mon = get_monitor(interval=0.2, percent_limit=None)
     assert get_monitor() is mon
     mon.start()
-    deadline = time.monotonic() + 5
-    while not mon.samples and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert wait_until(lambda: bool(mon.samples), 5)
     mon.print_stats()
     mon.stop()
     assert "Memory: RSS" in capsys.readouterr().out

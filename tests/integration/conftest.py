@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import requests
 
+from tests._wait import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
 EXAMPLES = SHARED / "testdata" / "otlp-examples"
@@ -26,16 +28,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, step: float = 0.05) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` passes (a deadline, not a sleep)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 class SidecarProc:
