@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 from typing import Any, Final
 
-from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from routerscope.core import _otel, signals
@@ -218,7 +217,3 @@ class LLMCall:
             pass
         finally:
             span.end()
-
-
-def current_span_is_recording() -> bool:
-    return trace.get_current_span().is_recording()

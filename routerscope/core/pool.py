@@ -135,10 +135,6 @@ def register_pool_observers() -> None:
     _otel.observe(signals.POOL_REQUESTS, lambda: _STATS._read("requests"))
 
 
-def _default_port(scheme_is_https: bool) -> int:
-    return 443 if scheme_is_https else 80
-
-
 class _CountingHTTPConnection(HTTPConnection):
     _routerscope_counted = True
 
@@ -246,7 +242,6 @@ class PooledAdapter(HTTPAdapter):
             "http": _CountingHTTPConnectionPool,
             "https": _CountingHTTPSConnectionPool,
         }
-        self.poolmanager.key_fn_by_scheme = dict(self.poolmanager.key_fn_by_scheme)
         register_pool_observers()
 
     def send(

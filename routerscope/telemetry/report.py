@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -362,10 +362,3 @@ def write_report(path: str | Path, out: str | Path) -> tuple[Summary, list[Path]
         (out_dir / "summary.md").open("a").write(
             "\n(PNG charts need matplotlib: pip install 'routerscope[report]')\n")
     return sm, made
-
-
-def iter_lines(path: Path) -> Iterator[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)

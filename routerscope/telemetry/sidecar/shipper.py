@@ -242,11 +242,6 @@ class Shipper:
             self._warned.add(kind)
             _log.warning(message)
 
-    def take_send_seconds(self) -> list[float]:
-        with self._lock:
-            out = self.stats.send_seconds
-            self.stats.send_seconds = []
-            return out
 
 
 def _retry_after(value: str | None) -> float:
