@@ -101,6 +101,7 @@ class LLMCall:
         server_port: int | None = None,
         request_params: dict[str, Any] | None = None,
         span: Span | None = None,
+        span_attributes: dict[str, Any] | None = None,
     ) -> None:
         self._attrs: dict[str, Any] = {
             signals.GEN_AI_OPERATION_NAME: operation,
@@ -111,7 +112,7 @@ class LLMCall:
             self._attrs[signals.GEN_AI_REQUEST_MODEL] = model
         if server_port:
             self._attrs[signals.SERVER_PORT] = server_port
-        span_attrs = dict(self._attrs)
+        span_attrs = {**self._attrs, **(span_attributes or {})}
         params = request_params or {}
         for key, attr in (
             ("max_tokens", signals.GEN_AI_REQUEST_MAX_TOKENS),
@@ -160,7 +161,8 @@ class LLMCall:
             if isinstance(out, int):
                 self.usage[signals.TOKEN_OUTPUT] = out
 
-    def end(self, error_type: str | None = None, *, exception: BaseException | None = None) -> None:
+    def end(self, error_type: str | None = None, *, exception: BaseException | None = None,
+            span_attributes: dict[str, Any] | None = None) -> None:
         """Record the duration and tokens and end the span; later calls do nothing.
 
         Metric records go to the deferred recorder (a deque append); the span
@@ -178,7 +180,7 @@ class LLMCall:
         span = self._span
         try:
             if span.is_recording():
-                end_attrs: dict[str, Any] = {}
+                end_attrs: dict[str, Any] = dict(span_attributes or {})
                 if self.response_model:
                     end_attrs[signals.GEN_AI_RESPONSE_MODEL] = self.response_model
                 if self.response_id:

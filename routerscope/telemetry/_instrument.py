@@ -119,27 +119,27 @@ def _send(self: Any, request: Any, **kwargs: Any) -> Any:
     path = url.split("?", 1)[0]
     if not path.endswith(_SUFFIXES) or is_recording():  # not LLM, or already recorded
         return send(self, request, **kwargs)
-    op = operation_from_path(urlsplit(path).path)
+    parts = urlsplit(url)
+    op = operation_from_path(parts.path)
     if op is None:
         return send(self, request, **kwargs)
     try:
         body = _json_body(request.body)
-        parts = urlsplit(url)
         host = parts.hostname or ""
         model = body.get("model") if body else None
-        call = LLMCall(operation=op, model=model if isinstance(model, str) else None,
-                       provider=provider_from_host(host), server_address=host,
-                       server_port=parts.port, request_params=body)
-        if _capture_content and body and call.span.is_recording():
-            msgs = body.get("messages", body.get("prompt", body.get("input")))
-            call.span.set_attribute(signals.GEN_AI_INPUT_MESSAGES, json.dumps(msgs)[:65536])
         http_attrs: dict[str, Any] = {
             "http.request.method": request.method or "POST", "server.address": host,
             "server.port": parts.port or (443 if parts.scheme == "https" else 80),
             "url.scheme": parts.scheme,
         }
-        if call.span.is_recording():
-            call.span.set_attributes({**http_attrs, "url.full": redact(url)})
+        start_attrs = {**http_attrs, "url.full": redact(url)}
+        if _capture_content and body:
+            msgs = body.get("messages", body.get("prompt", body.get("input")))
+            start_attrs[signals.GEN_AI_INPUT_MESSAGES] = json.dumps(msgs)[:65536]
+        call = LLMCall(operation=op, model=model if isinstance(model, str) else None,
+                       provider=provider_from_host(host), server_address=host,
+                       server_port=parts.port, request_params=body,
+                       span_attributes=start_attrs)
     except Exception:  # noqa: BLE001 - instrumentation never breaks the call
         return send(self, request, **kwargs)
     # One span for an LLM call: the GenAI span carries the HTTP attributes and the
@@ -156,9 +156,8 @@ def _send(self: Any, request: Any, **kwargs: Any) -> Any:
         raise
     try:
         _record_http(http_attrs, start, resp.status_code, None)
-        if call.span.is_recording():
-            call.span.set_attribute("http.response.status_code", resp.status_code)
-        _observe_response(call, resp, bool(kwargs.get("stream")))
+        _observe_response(call, resp, bool(kwargs.get("stream")),
+                          {"http.response.status_code": resp.status_code})
     except Exception:  # noqa: BLE001
         call.end()
     return resp
@@ -177,7 +176,8 @@ def _record_http(attrs: dict[str, Any], start: float, status: int | None,
     record_later(signals.HTTP_CLIENT_REQUEST_DURATION, time.perf_counter() - start, a)
 
 
-def _observe_response(call: LLMCall, resp: Any, stream: bool) -> None:
+def _observe_response(call: LLMCall, resp: Any, stream: bool,
+                      end_attrs: dict[str, Any]) -> None:
     ctype = resp.headers.get("Content-Type", "")
     if stream and "text/event-stream" in ctype and resp.status_code < 400:
         original = resp.iter_lines
@@ -185,6 +185,7 @@ def _observe_response(call: LLMCall, resp: Any, stream: bool) -> None:
         def iter_lines(*args: Any, **kwargs: Any) -> Iterator[Any]:
             return _sse_lines(call, original(*args, **kwargs))
 
+        call.span.set_attributes(end_attrs)
         resp.iter_lines = iter_lines
         weakref.finalize(resp, call.end)  # a stream the app abandons still ends the span
         return
@@ -199,7 +200,7 @@ def _observe_response(call: LLMCall, resp: Any, stream: bool) -> None:
             out = [c.get("message") or c.get("text") for c in data.get("choices") or []
                    if isinstance(c, dict)]
             call.span.set_attribute(signals.GEN_AI_OUTPUT_MESSAGES, json.dumps(out)[:65536])
-    call.end(_error_type_of(resp.status_code, data))
+    call.end(_error_type_of(resp.status_code, data), span_attributes=end_attrs)
 
 
 def patch_genai(*, capture_content: bool = False) -> None:

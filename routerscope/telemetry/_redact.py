@@ -56,16 +56,16 @@ def _redact_value(value: Any) -> Any:
 
 
 def _attrs_have_secret(attrs: Mapping[str, Any] | None) -> bool:
+    """One regex search over every string value (joined), not one per attribute."""
     if not attrs:
         return False
+    parts: list[str] = []
     for v in attrs.values():
         if isinstance(v, str):
-            if _QUICK.search(v):
-                return True
-        elif isinstance(v, tuple | list) and any(isinstance(x, str) and _QUICK.search(x)
-                                                 for x in v):
-            return True
-    return False
+            parts.append(v)
+        elif isinstance(v, tuple | list):
+            parts.extend(x for x in v if isinstance(x, str))
+    return bool(parts) and _QUICK.search("\n".join(parts)) is not None
 
 
 def _clean(attrs: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -85,7 +85,11 @@ def _resource(settings: Settings) -> Any:
 def _views() -> list[Any]:
     from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
-    return [View(instrument_name=name, aggregation=ExplicitBucketHistogramAggregation(b))
+    # scoped to routerscope's meter: instrumentations that create the same instrument
+    # (http.client.request.duration) bring their own bucket advice, and one view
+    # matching two scopes makes the SDK warn about conflicting identities
+    return [View(instrument_name=name, meter_name=_otel.SCOPE,
+                 aggregation=ExplicitBucketHistogramAggregation(b))
             for name, b in VIEWS_BUCKETS.items()]
 
 
@@ -169,7 +173,13 @@ def _configure_traces(state: _State, exporters: Sequence[Any], otlp: bool) -> No
         state.joined.append("traces")
         state.tracer_provider = current
         return
-    tp = TracerProvider(resource=_resource(state.settings), shutdown_on_exit=False)
+    from opentelemetry.metrics import NoOpMeterProvider
+
+    # The SDK's per-span counters (otel.sdk.span.*) cost two or three metric records on
+    # every span; the processors' and exporters' metrics (dropped spans, queue depth,
+    # export failures: per batch, cheap) keep the real meter provider below.
+    tp = TracerProvider(resource=_resource(state.settings), shutdown_on_exit=False,
+                        meter_provider=NoOpMeterProvider())
     all_exporters = list(exporters)
     if otlp:
         from routerscope.telemetry._exporters import LazyOTLPSpanExporter
