@@ -33,9 +33,9 @@ p0 = time.process_time()
 for _ in range(n):
     s.post(url + "/chat/completions", json=body).json()
 try:
-    from routerscope.core import _otel
+    from routerscope.core import otel
     if "routerscope.auto" in sys.modules:
-        _otel.drain()
+        otel.drain()
 except ImportError:
     pass
 print(json.dumps({"cpu_us": (time.process_time() - p0) / n * 1e6}))
@@ -67,8 +67,7 @@ def _startup(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 
 def run(quick: bool = False) -> list[Row]:
-    from routerscope.demo.provider import FakeProvider
-    from routerscope.testing import OTLPReceiver
+    from routerscope.testing import FakeProvider, OTLPReceiver
 
     rounds = 5 if quick else 15
     with OTLPReceiver() as rx, FakeProvider() as prov:

@@ -40,14 +40,14 @@ import os, sys, time
 mode, url, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if mode.startswith("routerscope"):
     import routerscope.auto
-    from routerscope.telemetry._auto import wait_instrumented
+    from routerscope.instrumentation import wait_instrumented
     wait_instrumented()
     if mode == "routerscope-requests-only":
-        from routerscope.telemetry import _instrument
-        _instrument.unpatch_genai()
+        from routerscope.instrumentation._requests import unpatch_genai
+        unpatch_genai()
     if mode == "routerscope-no-histograms":
-        import routerscope.core.genai as genai, routerscope.telemetry._instrument as inst
-        genai._otel.record_later = inst.record_later = lambda *a, **k: None
+        import routerscope.core.genai as genai, routerscope.instrumentation._requests as inst
+        genai.otel.record_later = inst.record_later = lambda *a, **k: None
 elif mode == "logfire":
     import logfire
     logfire.configure(send_to_logfire=False, console=False)
@@ -95,8 +95,7 @@ def _run(py: str, mode: str, url: str, n: int, env: dict[str, str], counting: bo
 
 
 def run(quick: bool = False) -> list[Row]:
-    from routerscope.demo.provider import FakeProvider
-    from routerscope.testing import OTLPReceiver
+    from routerscope.testing import FakeProvider, OTLPReceiver
 
     counting = shutil.which("valgrind") is not None
     n = 100 if counting else (200 if quick else 400)

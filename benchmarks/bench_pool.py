@@ -70,7 +70,7 @@ def child(url: str, n: int, rounds: int) -> None:
     """
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
-    from routerscope.core import _otel
+    from routerscope.core import otel
     from routerscope.core.openrouter import OpenRouterClient
     from routerscope.core.pool import pooled_session
 
@@ -91,7 +91,7 @@ def child(url: str, n: int, rounds: int) -> None:
         w0, p0 = time.perf_counter(), time.process_time()
         for _ in range(n):
             call()  # type: ignore[operator]
-        _otel.drain()  # deferred records are part of the cost
+        otel.drain()  # deferred records are part of the cost
         return (time.perf_counter() - w0) / n * 1e6, (time.process_time() - p0) / n * 1e6
 
     for fn in (plain, ours):
@@ -143,7 +143,7 @@ def run(quick: bool = False) -> list[Row]:
 
     import trustme
 
-    from routerscope.demo.provider import FakeProvider
+    from routerscope.testing import FakeProvider
 
     n = 100 if quick else 300
     rows: list[Row] = []

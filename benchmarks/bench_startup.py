@@ -17,8 +17,8 @@ from benchmarks._common import Row
 
 def run(quick: bool = False) -> list[Row]:
     from routerscope.demo.cli import _startup
-    from routerscope.demo.provider import FakeProvider
     from routerscope.demo.router import build_models, torch_available
+    from routerscope.testing import FakeProvider
 
     models = Path(tempfile.mkdtemp()) / "models"
     build_models(models, torch_available())

@@ -11,6 +11,6 @@ raises into, blocks or slows the application: a missing part is logged once
 and skipped.
 """
 
-from routerscope.telemetry._auto import activate as _activate
+from routerscope.instrumentation import activate as _activate
 
 _activate()

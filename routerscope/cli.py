@@ -50,9 +50,9 @@ def _add_later_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     import importlib
 
     for module in (
-        "routerscope.telemetry.sidecar_cli",
+        "routerscope.sidecar.cli",
         "routerscope.demo.cli",
-        "routerscope.telemetry.report_cli",
+        "routerscope.report.cli",
     ):
         try:
             mod = importlib.import_module(module)

@@ -15,8 +15,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from routerscope.core import _otel
-from routerscope.demo.provider import FakeProvider
+from routerscope.core import otel as core_otel
+from routerscope.testing import FakeProvider
 
 _SPANS = InMemorySpanExporter()
 _READER = InMemoryMetricReader()
@@ -45,7 +45,7 @@ class Telemetry:
 
     def points(self, name: str) -> list[tuple[dict[str, Any], Any]]:
         """(attributes, point) of every data point of metric ``name`` (cumulative)."""
-        _otel.drain()
+        core_otel.drain()
         data = _READER.get_metrics_data()
         out: list[tuple[dict[str, Any], Any]] = []
         if data is None:

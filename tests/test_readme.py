@@ -20,7 +20,10 @@ def test_core_public_api_is_curated() -> None:
     """routerscope.core exports exactly the documented names, lazily."""
     assert sorted(routerscope.core.__all__) == sorted([
         "pooled_session", "pool_stats", "OpenRouterClient", "lazy", "mark_ready", "ModelCache",
-        "get_cache", "MemoryMonitor", "get_monitor", "BatchOptimizer", "detect_hardware"])
+        "get_cache", "MemoryMonitor", "get_monitor", "BatchOptimizer", "detect_hardware",
+        "RouterscopeError", "ProviderError", "BadRequestError", "AuthenticationError",
+        "InsufficientCreditsError", "RateLimitError", "ProviderUnavailableError",
+        "ProviderTimeoutError", "ProviderConnectionError", "ModelTooLargeError"])
     for name in routerscope.core.__all__:
         assert getattr(routerscope.core, name) is not None
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from routerscope.core import _otel, signals
+from routerscope.core import otel, signals
 from routerscope.core._log import get_logger
 
 __all__ = [
@@ -365,8 +365,8 @@ def _publish(opt: BatchOptimizer) -> None:
                                            signals.ATTR_DEVICE: r.device})
                 for r in _published[0].last]
 
-    _otel.observe(signals.BATCH_RECOMMENDED_SIZE, lambda: read("max_batch"))
-    _otel.observe(signals.BATCH_RECOMMENDED_CONTEXT, lambda: read("max_context"))
+    otel.observe(signals.BATCH_RECOMMENDED_SIZE, lambda: read("max_batch"))
+    otel.observe(signals.BATCH_RECOMMENDED_CONTEXT, lambda: read("max_context"))
 
 
 def emit_hardware(hw: HardwareInfo) -> None:

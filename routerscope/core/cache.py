@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
-from routerscope.core import _otel, signals
+from routerscope.core import otel, signals
 from routerscope.core._log import get_logger
 from routerscope.core.errors import ModelTooLargeError
 
@@ -167,20 +167,20 @@ def _register_observers() -> None:
     def each(fn: Callable[[ModelCache], Iterable[tuple[float, dict[str, Any]]]]) -> Any:
         return lambda: [r for c in list(_caches) for r in fn(c)]
 
-    _otel.observe(signals.CACHE_REQUESTS, each(lambda c: [
+    otel.observe(signals.CACHE_REQUESTS, each(lambda c: [
         (c._hits, {signals.ATTR_CACHE_NAME: c.name, signals.ATTR_CACHE_RESULT: signals.CACHE_HIT}),
         (c._misses, {signals.ATTR_CACHE_NAME: c.name,
                      signals.ATTR_CACHE_RESULT: signals.CACHE_MISS}),
     ]))
-    _otel.observe(signals.CACHE_EVICTIONS, each(lambda c: [
+    otel.observe(signals.CACHE_EVICTIONS, each(lambda c: [
         (n, {signals.ATTR_CACHE_NAME: c.name, signals.ATTR_CACHE_EVICTION_REASON: reason})
         for reason, n in list(c._evictions.items())
     ]))
-    _otel.observe(signals.CACHE_MEMORY_USAGE,
+    otel.observe(signals.CACHE_MEMORY_USAGE,
                   each(lambda c: [(c._bytes, {signals.ATTR_CACHE_NAME: c.name})]))
-    _otel.observe(signals.CACHE_MEMORY_LIMIT,
+    otel.observe(signals.CACHE_MEMORY_LIMIT,
                   each(lambda c: [(c.budget_bytes, {signals.ATTR_CACHE_NAME: c.name})]))
-    _otel.observe(signals.CACHE_ENTRIES,
+    otel.observe(signals.CACHE_ENTRIES,
                   each(lambda c: [(len(c._entries), {signals.ATTR_CACHE_NAME: c.name})]))
 
 
@@ -283,7 +283,7 @@ class ModelCache:
               flight: _Flight, pin: bool) -> Any:
         _log.info(signals.EVENT_CACHE_MISS, cache=self.name, key=str(key))
         start = time.perf_counter()
-        span = _otel.tracer().start_span(
+        span = otel.tracer().start_span(
             signals.SPAN_CACHE_LOAD, attributes={signals.ATTR_CACHE_NAME: self.name,
                                                  signals.ATTR_MODEL: str(key)})
         try:
@@ -303,7 +303,7 @@ class ModelCache:
         flight.done.set()
         duration = time.perf_counter() - start
         try:
-            _otel.instrument(signals.CACHE_LOAD_DURATION).record(
+            otel.instrument(signals.CACHE_LOAD_DURATION).record(
                 duration, {signals.ATTR_CACHE_NAME: self.name})
         except Exception:  # noqa: BLE001
             pass

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from routerscope.core import _otel, signals
+from routerscope.core import otel, signals
 from routerscope.core._log import get_logger
 
 __all__ = ["LLMCall", "is_recording", "operation_from_path", "provider_from_host", "recording"]
@@ -124,7 +124,7 @@ class LLMCall:
                 span_attrs[attr] = value
         if span is None:
             name = f"{operation} {model}" if model else operation
-            span = _otel.tracer().start_span(name, kind=SpanKind.CLIENT, attributes=span_attrs)
+            span = otel.tracer().start_span(name, kind=SpanKind.CLIENT, attributes=span_attrs)
         else:
             span.set_attributes(span_attrs)
         self._span = span
@@ -197,9 +197,9 @@ class LLMCall:
                         span.record_exception(exception)
                     span.set_status(Status(StatusCode.ERROR, error_type))
                 span.set_attributes(end_attrs)
-            _otel.record_later(signals.GEN_AI_CLIENT_OPERATION_DURATION, duration, attrs)
+            otel.record_later(signals.GEN_AI_CLIENT_OPERATION_DURATION, duration, attrs)
             for token_type, count in self.usage.items():
-                _otel.record_later(signals.GEN_AI_CLIENT_TOKEN_USAGE, count,
+                otel.record_later(signals.GEN_AI_CLIENT_TOKEN_USAGE, count,
                                    {**attrs, signals.GEN_AI_TOKEN_TYPE: token_type})
             if error_type or _debug_on():
                 fields = {

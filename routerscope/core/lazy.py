@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, overload
 
-from routerscope.core import _otel, signals
+from routerscope.core import otel, signals
 from routerscope.core._log import get_logger
 
 __all__ = [
@@ -98,7 +98,7 @@ class lazy(Generic[T]):  # noqa: N801 - used as a decorator, like property
             signals.EVENT_LAZY_INIT.format(name=self.name),
             **{"lazy.owner": owner, "lazy.attribute": self.name},
         )
-        span = _otel.tracer().start_span(f"{signals.SPAN_LAZY_INIT} {owner}.{self.name}", attributes=attrs)
+        span = otel.tracer().start_span(f"{signals.SPAN_LAZY_INIT} {owner}.{self.name}", attributes=attrs)
         start = time.perf_counter()
         failed: BaseException | None = None
         try:
@@ -115,7 +115,7 @@ class lazy(Generic[T]):  # noqa: N801 - used as a decorator, like property
 
                     span.set_status(Status(StatusCode.ERROR, type(failed).__name__))
                     attrs = {**attrs, signals.ERROR_TYPE: type(failed).__name__}
-                _otel.instrument(signals.LAZY_INIT_DURATION).record(duration, attrs)
+                otel.instrument(signals.LAZY_INIT_DURATION).record(duration, attrs)
                 span.end()
             except Exception:  # noqa: BLE001 - telemetry never breaks the build
                 pass
@@ -188,7 +188,7 @@ def record_startup_phase(phase: str, *, once: bool = True, at: float | None = No
             return elapsed
         _phases_recorded.add(phase)
     try:
-        _otel.instrument(signals.STARTUP_DURATION).record(elapsed, {signals.ATTR_STARTUP_PHASE: phase})
+        otel.instrument(signals.STARTUP_DURATION).record(elapsed, {signals.ATTR_STARTUP_PHASE: phase})
         if phase == signals.PHASE_READY:
             _log.info(signals.EVENT_READY, startup_s=round(elapsed, 4))
         else:

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from routerscope.core import _otel, signals
+from routerscope.core import otel, signals
 from routerscope.core._log import get_logger
 
 __all__ = [
@@ -365,7 +365,7 @@ class MemoryMonitor:
         alert = MemoryAlert(kind, value, limit, slope, minutes, s.t)
         self.alerts.append(alert)
         try:
-            _otel.instrument(signals.MEMORY_ALERTS).add(1, {signals.ATTR_MEMORY_ALERT_KIND: kind})
+            otel.instrument(signals.MEMORY_ALERTS).add(1, {signals.ATTR_MEMORY_ALERT_KIND: kind})
             _log.warning(
                 signals.EVENT_MEMORY_ALERT, kind=kind,
                 value_mb=round(value / _MB, 1) if kind != "system_percent" else None,
@@ -423,7 +423,7 @@ _ALERT_KINDS = ("rss_warning", "rss", "system_percent")
 def _zero_alert_counters() -> None:
     """Start each alert series at 0, so the first alert is an increase, not a new series."""
     try:
-        counter = _otel.instrument(signals.MEMORY_ALERTS)
+        counter = otel.instrument(signals.MEMORY_ALERTS)
         for kind in _ALERT_KINDS:
             counter.add(0, {signals.ATTR_MEMORY_ALERT_KIND: kind})
     except Exception:  # noqa: BLE001
@@ -472,14 +472,14 @@ def _register(monitor: MemoryMonitor) -> None:
             return [] if m is None else [(fn(m), {})]
         return read
 
-    _otel.observe(signals.PROCESS_MEMORY_USAGE, one(lambda s: s.rss))
-    _otel.observe(signals.PROCESS_MEMORY_VIRTUAL, one(lambda s: s.vms))
-    _otel.observe(signals.SYSTEM_MEMORY_UTILIZATION, one(lambda s: s.system_percent / 100.0))
-    _otel.observe(signals.MEMORY_CUDA_ALLOCATED, cuda(0))
-    _otel.observe(signals.MEMORY_CUDA_RESERVED, cuda(1))
+    otel.observe(signals.PROCESS_MEMORY_USAGE, one(lambda s: s.rss))
+    otel.observe(signals.PROCESS_MEMORY_VIRTUAL, one(lambda s: s.vms))
+    otel.observe(signals.SYSTEM_MEMORY_UTILIZATION, one(lambda s: s.system_percent / 100.0))
+    otel.observe(signals.MEMORY_CUDA_ALLOCATED, cuda(0))
+    otel.observe(signals.MEMORY_CUDA_RESERVED, cuda(1))
     # the gauge is per second: "By/s" translates the same in Prometheus and VictoriaMetrics
-    _otel.observe(signals.MEMORY_TREND, monitor_value(lambda m: m.slope / 60.0))
-    _otel.observe(signals.MEMORY_LEAK_SUSPECTED,
+    otel.observe(signals.MEMORY_TREND, monitor_value(lambda m: m.slope / 60.0))
+    otel.observe(signals.MEMORY_LEAK_SUSPECTED,
                   monitor_value(lambda m: 1.0 if m.leak_suspected else 0.0))
 
 

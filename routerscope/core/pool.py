@@ -44,7 +44,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ProtocolError
 from urllib3.util.retry import Retry
 
-from routerscope.core import _otel, signals
+from routerscope.core import otel, signals
 from routerscope.core._log import get_logger
 
 __all__ = [
@@ -131,8 +131,8 @@ def register_pool_observers() -> None:
     if _observers_registered:
         return
     _observers_registered = True
-    _otel.observe(signals.POOL_CONNECTIONS, lambda: _STATS._read("connections"))
-    _otel.observe(signals.POOL_REQUESTS, lambda: _STATS._read("requests"))
+    otel.observe(signals.POOL_CONNECTIONS, lambda: _STATS._read("connections"))
+    otel.observe(signals.POOL_REQUESTS, lambda: _STATS._read("requests"))
 
 
 class _CountingHTTPConnection(HTTPConnection):
@@ -210,7 +210,7 @@ def _record_retry(response: Any, error: Exception | None, pool: Any) -> None:
     host = getattr(pool, "host", None) or "unknown"
     attrs = {signals.SERVER_ADDRESS: host, signals.ATTR_RETRY_REASON: reason}
     try:
-        _otel.instrument(signals.POOL_RETRIES).add(1, attrs)
+        otel.instrument(signals.POOL_RETRIES).add(1, attrs)
         _log.info(signals.EVENT_RETRY, **{"server.address": host, "retry.reason": reason})
     except Exception:  # noqa: BLE001 - telemetry never breaks the request
         pass

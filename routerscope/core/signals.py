@@ -58,6 +58,9 @@ class Metric:
     unit: str
     kind: MetricKind
     description: str
+    #: explicit bucket boundaries for a histogram, handed to the SDK as the API's
+    #: ``explicit_bucket_boundaries_advisory`` (None: the SDK's defaults)
+    buckets: tuple[float, ...] | None = None
 
     def prometheus_name(self) -> str:
         """The name after OTLP-to-Prometheus translation (without histogram suffixes)."""
@@ -69,6 +72,22 @@ class Metric:
             base += "_total"
         return base
 
+
+
+# --- histogram bucket boundaries (advisory; each histogram below names its own) ----------
+
+#: GenAI semantic conventions' recommended boundaries for operation duration (s)
+DURATION_BUCKETS_GENAI: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12,
+                                 10.24, 20.48, 40.96, 81.92)
+#: GenAI semantic conventions' recommended boundaries for token usage
+TOKEN_BUCKETS: Final = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,
+                        16777216, 67108864)
+#: HTTP semantic conventions' recommended boundaries for request duration (s)
+HTTP_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+INIT_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+                       30, 60)
+SEND_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+                       5, 10)
 
 # --- attribute keys: OpenTelemetry semantic conventions --------------------------------
 
@@ -131,13 +150,16 @@ EVICT_EXPLICIT: Final = "explicit"
 # --- metrics: semantic conventions -----------------------------------------------------
 
 GEN_AI_CLIENT_OPERATION_DURATION: Final = Metric(
-    "gen_ai.client.operation.duration", "s", "histogram", "GenAI operation duration."
+    "gen_ai.client.operation.duration", "s", "histogram", "GenAI operation duration.",
+    buckets=DURATION_BUCKETS_GENAI,
 )
 GEN_AI_CLIENT_TOKEN_USAGE: Final = Metric(
-    "gen_ai.client.token.usage", "{token}", "histogram", "Number of input and output tokens used."
+    "gen_ai.client.token.usage", "{token}", "histogram", "Number of input and output tokens used.",
+    buckets=TOKEN_BUCKETS,
 )
 HTTP_CLIENT_REQUEST_DURATION: Final = Metric(
-    "http.client.request.duration", "s", "histogram", "Duration of HTTP client requests."
+    "http.client.request.duration", "s", "histogram", "Duration of HTTP client requests.",
+    buckets=HTTP_BUCKETS,
 )
 PROCESS_MEMORY_USAGE: Final = Metric(
     "process.memory.usage", "By", "gauge", "The amount of physical memory in use (RSS)."
@@ -174,12 +196,14 @@ LAZY_INIT_DURATION: Final = Metric(
     "s",
     "histogram",
     "Time taken by each lazy initialisation, by owner class and attribute.",
+    buckets=INIT_BUCKETS,
 )
 STARTUP_DURATION: Final = Metric(
     "routerscope.startup.duration",
     "s",
     "histogram",
     "Seconds from process start to a start-up phase (import, first_request, ready).",
+    buckets=INIT_BUCKETS,
 )
 CACHE_REQUESTS: Final = Metric(
     "routerscope.cache.requests", "{request}", "counter", "Model cache look-ups by result (hit/miss)."
@@ -197,7 +221,8 @@ CACHE_ENTRIES: Final = Metric(
     "routerscope.cache.entries", "{entry}", "gauge", "Models held by the model cache."
 )
 CACHE_LOAD_DURATION: Final = Metric(
-    "routerscope.cache.load.duration", "s", "histogram", "Time to load a model on a cache miss."
+    "routerscope.cache.load.duration", "s", "histogram", "Time to load a model on a cache miss.",
+    buckets=INIT_BUCKETS,
 )
 MEMORY_TREND: Final = Metric(
     "routerscope.memory.trend", "By/s", "gauge",
@@ -249,7 +274,8 @@ SIDECAR_DROPPED: Final = Metric(
     "routerscope.sidecar.dropped", "{request}", "counter", "OTLP requests dropped, by reason."
 )
 SIDECAR_SEND_DURATION: Final = Metric(
-    "routerscope.sidecar.send.duration", "s", "histogram", "Duration of each upstream send attempt."
+    "routerscope.sidecar.send.duration", "s", "histogram", "Duration of each upstream send attempt.",
+    buckets=SEND_BUCKETS,
 )
 TELEMETRY_DEFERRED_DROPPED: Final = Metric(
     "routerscope.telemetry.deferred.dropped", "{record}", "counter",

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from routerscope.demo.provider import FakeProvider, Fault
+from routerscope.testing import FakeProvider, Fault
 
 
 def add_parser(sub: Any) -> None:
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     if args.otlp:
         print(f"  telemetry shipped to {args.otlp}: open the Grafana dashboards")
         return 0
-    from routerscope.telemetry.report import write_report
+    from routerscope.report import write_report
 
     _, made = write_report(out / "telemetry.jsonl", out / "report")
     cwd = Path.cwd()

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ready_s = mark_ready()
     emit({"event": "ready", "ready_s": ready_s, "torch": router.use_torch})
 
-    from routerscope.telemetry._auto import memory_monitor
+    from routerscope.instrumentation import memory_monitor
 
     monitor = memory_monitor()
     if monitor is not None:  # alert a little above where we start, so growth crosses it

@@ -1,24 +1,49 @@
-"""Turns routerscope's signals into data: SDK set-up, exporters, sidecar, report.
+"""In-process telemetry: settings, SDK set-up, exporters, the logging bridge, redaction.
 
 ``configure()`` and ``shutdown()`` are the entry points; ``import
-routerscope.auto`` calls ``configure()`` for you.
+routerscope.auto`` calls ``configure()`` for you. Names load on first use, so
+importing this package costs nothing until one is needed.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["configure", "force_flush", "is_configured", "shutdown"]
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "REDACTED",
+    "Settings",
+    "configure",
+    "force_flush",
+    "has_secret",
+    "is_configured",
+    "redact",
+    "shutdown",
+]
+
+_HOME: dict[str, str] = {
+    "DEFAULT_ENDPOINT": "_settings",
+    "Settings": "_settings",
+    "REDACTED": "_redact",
+    "has_secret": "_redact",
+    "redact": "_redact",
+    "configure": "_setup",
+    "force_flush": "_setup",
+    "is_configured": "_setup",
+    "shutdown": "_setup",
+}
 
 if TYPE_CHECKING:
+    from routerscope.telemetry._redact import REDACTED, has_secret, redact
+    from routerscope.telemetry._settings import DEFAULT_ENDPOINT, Settings
     from routerscope.telemetry._setup import configure, force_flush, is_configured, shutdown
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from routerscope.telemetry import _setup
-
-        value = getattr(_setup, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'routerscope.telemetry' has no attribute {name!r}")
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'routerscope.telemetry' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"routerscope.telemetry.{home}"), name)
+    globals()[name] = value
+    return value

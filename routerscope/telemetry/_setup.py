@@ -16,31 +16,15 @@ from typing import Any, Final
 from opentelemetry import metrics, trace
 
 from routerscope._version import __version__
-from routerscope.core import _otel, signals
+from routerscope.core import otel, signals
 from routerscope.telemetry._settings import DEFAULT_ENDPOINT, Settings, otlp_endpoint_set
 
 __all__ = ["VIEWS_BUCKETS", "configure", "force_flush", "is_configured", "shutdown"]
 
 _logger = logging.getLogger("routerscope.telemetry")
 
-# Bucket boundaries that fit each histogram. GenAI semconv recommends these two.
-DURATION_BUCKETS_GENAI: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12,
-                                 10.24, 20.48, 40.96, 81.92)
-TOKEN_BUCKETS: Final = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,
-                        16777216, 67108864)
-HTTP_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
-INIT_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-                       30, 60)
-SEND_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
-                       5, 10)
 VIEWS_BUCKETS: Final[dict[str, tuple[float, ...]]] = {
-    signals.GEN_AI_CLIENT_OPERATION_DURATION.name: DURATION_BUCKETS_GENAI,
-    signals.GEN_AI_CLIENT_TOKEN_USAGE.name: TOKEN_BUCKETS,
-    signals.HTTP_CLIENT_REQUEST_DURATION.name: HTTP_BUCKETS,
-    signals.LAZY_INIT_DURATION.name: INIT_BUCKETS,
-    signals.STARTUP_DURATION.name: INIT_BUCKETS,
-    signals.CACHE_LOAD_DURATION.name: INIT_BUCKETS,
-    signals.SIDECAR_SEND_DURATION.name: SEND_BUCKETS,
+    m.name: m.buckets for m in signals.ALL_METRICS if m.buckets is not None
 }
 
 
@@ -88,7 +72,7 @@ def _views() -> list[Any]:
     # scoped to routerscope's meter: instrumentations that create the same instrument
     # (http.client.request.duration) bring their own bucket advice, and one view
     # matching two scopes makes the SDK warn about conflicting identities
-    return [View(instrument_name=name, meter_name=_otel.SCOPE,
+    return [View(instrument_name=name, meter_name=otel.SCOPE,
                  aggregation=ExplicitBucketHistogramAggregation(b))
             for name, b in VIEWS_BUCKETS.items()]
 
@@ -133,8 +117,8 @@ def configure(*, settings: Settings | None = None, span_exporters: Sequence[Any]
             _logger.exception("routerscope telemetry set-up failed; continuing without it")
             return False
         _state = state
-        _otel.observe(signals.TELEMETRY_DEFERRED_DROPPED,
-                      lambda: [(float(_otel.deferred_dropped()), {})])
+        otel.observe(signals.TELEMETRY_DEFERRED_DROPPED,
+                      lambda: [(float(otel.deferred_dropped()), {})])
         atexit.register(shutdown)
     return True
 
@@ -226,7 +210,7 @@ def _configure_logs(state: _State, exporters: Sequence[Any], otlp: bool) -> None
 def force_flush(timeout_s: float = 5.0) -> bool:
     """Apply deferred records and flush every provider we own, within ``timeout_s``."""
     st = _state
-    _otel.drain()
+    otel.drain()
     if st is None:
         return True
     return _run_bounded([p.force_flush for p in (st.meter_provider, st.tracer_provider,
@@ -268,7 +252,7 @@ def shutdown(timeout_s: float | None = None) -> bool:
     from routerscope.telemetry._logging import uninstall_logging
 
     timeout = st.settings.shutdown_timeout if timeout_s is None else timeout_s
-    _otel.drain()
+    otel.drain()
     uninstall_logging()
     closed = [e for e in st.lazy_exporters if e.close_if_unreachable()]
     if closed:
@@ -281,7 +265,7 @@ def shutdown(timeout_s: float | None = None) -> bool:
 
     t0 = time.monotonic()
     ok = _run_bounded(traces_logs, timeout * 0.6)
-    _otel.drain()
+    otel.drain()
     rest = max(0.1, timeout - (time.monotonic() - t0))
     ok = _run_bounded([p.shutdown for p in (st.meter_provider,) if p in st.owned], rest) and ok
     try:

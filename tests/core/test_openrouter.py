@@ -6,7 +6,7 @@ import pytest
 
 from routerscope.core import errors, signals
 from routerscope.core.openrouter import OpenRouterClient
-from routerscope.demo.provider import FakeProvider, Fault
+from routerscope.testing import FakeProvider, Fault
 
 KEY = "sk-or-v1-0123456789abcdef0123456789abcdef"
 MSGS = [{"role": "user", "content": "hello there, router"}]

@@ -9,7 +9,7 @@ import requests
 
 from routerscope.core import signals
 from routerscope.core.pool import make_retry, pool_stats, pooled_session
-from routerscope.demo.provider import FakeProvider, Fault
+from routerscope.testing import FakeProvider, Fault
 
 
 def _counts(port: int) -> tuple[int, int]:

@@ -37,7 +37,7 @@ def test_demo_produces_telemetry_report_and_summary(demo_out: Path) -> None:
     for name in ("summary.md", "startup.png", "cache_hit_rate.png", "memory.png",
                  "api_latency.png"):
         assert (demo_out / "report" / name).exists()
-    from routerscope.telemetry.report import load, summarise
+    from routerscope.report import load, summarise
 
     sm = summarise(load(demo_out / "telemetry.jsonl"))
     assert sm.service == "routerscope-demo"
@@ -61,8 +61,8 @@ def test_demo_without_torch_says_so(tmp_path: Path) -> None:
 
 def test_report_numbers_equal_victoriametrics_promql(demo_out: Path, tmp_path: Path) -> None:
     """The report's numbers are what PromQL gives on the same data in VictoriaMetrics."""
-    from routerscope.telemetry.otlp_json import from_json
-    from routerscope.telemetry.report import load, summarise
+    from routerscope.otlp_json import from_json
+    from routerscope.report import load, summarise
 
     vm = VictoriaMetrics(tmp_path / "vm")
     try:

@@ -291,7 +291,7 @@ def test_security_loopback_token_and_spool_mode(sidecar_factory, upstream, tmp_p
 
 def test_corrupt_spool_file_is_skipped_and_counted(sidecar_factory, upstream, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A torn or corrupt segment does not stop start-up; good records still ship."""
-    from routerscope.telemetry.sidecar.spool import Spool
+    from routerscope.sidecar.spool import Spool
 
     spool_dir = tmp_path / "spool"
     sp = Spool(spool_dir, max_bytes=10 * 1024 * 1024)

@@ -7,8 +7,7 @@ import sys
 import pytest
 
 from routerscope.core import signals
-from routerscope.demo.provider import FakeProvider
-from routerscope.testing import OTLPReceiver, attrs_of
+from routerscope.testing import FakeProvider, OTLPReceiver, attrs_of
 
 from .conftest import KEY, ROOT, run_python
 
@@ -165,7 +164,7 @@ def test_joins_existing_providers(receiver: OTLPReceiver, provider: FakeProvider
         "mine = InMemorySpanExporter(); tp = TracerProvider()\n"
         "tp.add_span_processor(SimpleSpanProcessor(mine)); trace.set_tracer_provider(tp)\n"
         "import routerscope.auto, requests\n"
-        "from routerscope.telemetry._auto import wait_instrumented\n"
+        "from routerscope.instrumentation import wait_instrumented\n"
         "assert wait_instrumented()\n"
         "assert trace.get_tracer_provider() is tp\n"
         f"requests.post({provider.base_url!r} + '/chat/completions', json={{'model': 'm1'}})\n"

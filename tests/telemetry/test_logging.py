@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from routerscope.demo.provider import FakeProvider
-from routerscope.testing import OTLPReceiver, attrs_of
+from routerscope.testing import FakeProvider, OTLPReceiver, attrs_of
 
 from .conftest import KEY, run_python
 

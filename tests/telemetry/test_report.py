@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from routerscope.core import signals
-from routerscope.telemetry.report import histogram_quantile, load, summarise, write_report
+from routerscope.report import histogram_quantile, load, summarise, write_report
 
 
 def test_histogram_quantile_matches_prometheus_rules() -> None:

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from routerscope.telemetry.sidecar.spool import Record, Spool
+from routerscope.sidecar.spool import Record, Spool
 
 __all__ = ["RETRYABLE", "Shipper", "ShipperStats"]
 
@@ -205,7 +205,7 @@ class Shipper:
         if not resp.content:
             return
         try:
-            from routerscope.telemetry.otlp_json import response_class
+            from routerscope.otlp_json import response_class
 
             msg = response_class(rec.signal)()
             if "json" in resp.headers.get("Content-Type", ""):
@@ -230,7 +230,7 @@ class Shipper:
                                                      f"{rec.signal} items: {ps.error_message!r}")
 
     def _write_file(self, rec: Record) -> None:
-        from routerscope.telemetry.otlp_json import decode, to_json
+        from routerscope.otlp_json import decode, to_json
 
         body = gzip.decompress(rec.body) if rec.is_gzip else rec.body
         msg = decode(rec.signal, body, _CTYPE[rec.is_json])

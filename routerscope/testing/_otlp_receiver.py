@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from routerscope._loopback import LoopbackServer
-from routerscope.telemetry.otlp_json import SIGNALS, OTLPDecodeError, decode, response_class
+from routerscope.otlp_json import SIGNALS, OTLPDecodeError, decode, response_class
+from routerscope.testing._loopback import LoopbackServer
 
 __all__ = ["Answer", "OTLPReceiver", "attrs_of"]
 

@@ -27,11 +27,11 @@ from opentelemetry.instrumentation.utils import suppress_http_instrumentation as
 from opentelemetry.propagate import inject
 
 from routerscope.core import signals
-from routerscope.core._otel import record_later
 from routerscope.core.genai import LLMCall, is_recording, operation_from_path, provider_from_host
 from routerscope.core.lazy import record_startup_phase
+from routerscope.core.otel import record_later
 from routerscope.core.pool import pool_stats, register_pool_observers
-from routerscope.telemetry._redact import redact
+from routerscope.telemetry import redact
 
 __all__ = ["patch_genai", "patch_urllib3_pools", "unpatch_genai", "unpatch_urllib3_pools"]
 

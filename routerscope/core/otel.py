@@ -1,4 +1,4 @@
-"""Lazily created OpenTelemetry API objects shared by the core.
+"""The OpenTelemetry API objects the core records through (public: instrumentation uses them too).
 
 Only the API is used here. Until an SDK provider is installed the API hands out
 proxies that do nothing; once one is installed they delegate to it, so the core

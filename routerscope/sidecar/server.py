@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from routerscope.core import signals as sig
-from routerscope.telemetry.otlp_json import SIGNALS, OTLPDecodeError, decode, response_class
-from routerscope.telemetry.sidecar.shipper import Shipper
-from routerscope.telemetry.sidecar.spool import FLAG_GZIP, FLAG_JSON, Spool, SpoolFull
+from routerscope.otlp_json import SIGNALS, OTLPDecodeError, decode, response_class
+from routerscope.sidecar.shipper import Shipper
+from routerscope.sidecar.spool import FLAG_GZIP, FLAG_JSON, Spool, SpoolFull
 
 __all__ = ["Sidecar", "SidecarConfig", "default_spool_dir"]
 
@@ -330,8 +330,7 @@ class Sidecar:
         from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
         from opentelemetry.sdk.resources import Resource
 
-        from routerscope.telemetry._setup import SEND_BUCKETS
-        from routerscope.telemetry.sidecar.selfmetrics import SpoolMetricExporter
+        from routerscope.sidecar.selfmetrics import SpoolMetricExporter
 
         reader = PeriodicExportingMetricReader(
             SpoolMetricExporter(self.spool),
@@ -342,7 +341,7 @@ class Sidecar:
         mp = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False,
                            views=[View(instrument_name=sig.SIDECAR_SEND_DURATION.name,
                                        aggregation=ExplicitBucketHistogramAggregation(
-                                           SEND_BUCKETS))])
+                                           sig.SEND_BUCKETS))])
         meter = mp.get_meter("routerscope.sidecar")
         from opentelemetry.metrics import CallbackOptions, Observation
 

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
               "file://out.jsonl), or set OTEL_EXPORTER_OTLP_ENDPOINT", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    from routerscope.telemetry.sidecar import Sidecar, SidecarConfig
+    from routerscope.sidecar import Sidecar, SidecarConfig
 
     cfg = SidecarConfig(upstream=upstream, listen=args.listen, spool_dir=args.spool,
                         max_spool_mb=args.max_spool_mb, on_full=args.on_full, fsync=args.fsync,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from routerscope._loopback import LoopbackServer
+from routerscope.testing._loopback import LoopbackServer
 
 __all__ = ["FakeProvider", "Fault", "SeenRequest"]
 

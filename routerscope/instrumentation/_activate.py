@@ -12,7 +12,7 @@ from typing import Any
 from routerscope.core import signals
 from routerscope.core.lazy import record_startup_phase
 
-__all__ = ["activate", "is_active"]
+__all__ = ["activate", "is_active", "memory_monitor", "wait_instrumented"]
 
 _logger = logging.getLogger("routerscope.telemetry")
 _active = False
@@ -45,20 +45,20 @@ def activate(*, instrument_requests: bool = True) -> bool:
         if _active:
             return True
         _active = True
-    from routerscope.telemetry._settings import Settings
+    from routerscope.telemetry import Settings
 
     imported_at = time.time()
     settings = Settings.from_env()
     if settings.sdk_disabled:
         return False
-    from routerscope.telemetry._setup import configure
+    from routerscope.telemetry import configure
 
     _step("telemetry", configure, settings=settings)
     _step("start-up timing", record_startup_phase, signals.PHASE_IMPORT, at=imported_at)
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     os.environ.setdefault("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS",
                           ".*authorization.*,.*api[-_]?key.*,.*token.*,cookie,set-cookie")
-    from routerscope.telemetry import _instrument
+    from routerscope.instrumentation import _requests as _instrument
 
     _step("GenAI instrumentation", _instrument.patch_genai,
           capture_content=settings.capture_content)
@@ -80,7 +80,7 @@ def activate(*, instrument_requests: bool = True) -> bool:
 def _instrument_requests() -> None:
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
-    from routerscope.telemetry._instrument import instrument_beneath
+    from routerscope.instrumentation._requests import instrument_beneath
 
     inst = RequestsInstrumentor()
     if not inst.is_instrumented_by_opentelemetry:

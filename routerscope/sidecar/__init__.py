@@ -1,5 +1,5 @@
 """``routerscope sidecar``: a durable, bounded, observable OTLP forwarder."""
 
-from routerscope.telemetry.sidecar.server import Sidecar, SidecarConfig, default_spool_dir
+from routerscope.sidecar.server import Sidecar, SidecarConfig, default_spool_dir
 
 __all__ = ["Sidecar", "SidecarConfig", "default_spool_dir"]

@@ -6,7 +6,7 @@ from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 
-from routerscope.telemetry.sidecar.spool import Spool, SpoolFull
+from routerscope.sidecar.spool import Spool, SpoolFull
 
 
 class SpoolMetricExporter(MetricExporter):

@@ -13,7 +13,7 @@ from typing import Any
 
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 
-from routerscope.telemetry._settings import DEFAULT_ENDPOINT
+from routerscope.telemetry import DEFAULT_ENDPOINT
 
 try:
     from opentelemetry.sdk._configuration import _BaseConfigurator
@@ -31,13 +31,13 @@ class RouterscopeDistro(BaseDistro):  # type: ignore[misc]
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
         super().load_instrumentor(entry_point, **kwargs)
         if entry_point.name == "requests":  # keep the GenAI span outside the HTTP span
-            from routerscope.telemetry._instrument import patch_genai
+            from routerscope.instrumentation._requests import patch_genai
 
             patch_genai()
 
 
 class RouterscopeConfigurator(_BaseConfigurator):
     def _configure(self, **kwargs: Any) -> None:
-        from routerscope.telemetry._auto import activate
+        from routerscope.instrumentation import activate
 
         activate(instrument_requests=False)

@@ -19,7 +19,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from routerscope.telemetry.report import write_report
+    from routerscope.report import write_report
 
     if not args.path.is_file():
         print(f"routerscope report: no such file: {args.path}", file=sys.stderr)
