@@ -497,13 +497,10 @@ class ModelCache:
 def _end_span(span: Any, exc: BaseException | None) -> None:
     try:
         if exc is not None:
-            from opentelemetry.trace import Status, StatusCode
-
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            otel.fail_span(span, type(exc).__name__, exc)
         span.end()
-    except Exception:  # noqa: BLE001
-        pass
+    except Exception:  # noqa: BLE001 - telemetry never breaks a load
+        otel.swallowed("cache.span")
 
 
 _std = logging.getLogger("routerscope.cache")

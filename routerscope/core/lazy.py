@@ -110,15 +110,12 @@ class lazy(Generic[T]):  # noqa: N801 - used as a decorator, like property
             duration = time.perf_counter() - start
             try:
                 if failed is not None:
-                    span.record_exception(failed)
-                    from opentelemetry.trace import Status, StatusCode
-
-                    span.set_status(Status(StatusCode.ERROR, type(failed).__name__))
+                    otel.fail_span(span, type(failed).__name__, failed)
                     attrs = {**attrs, signals.ERROR_TYPE: type(failed).__name__}
                 otel.instrument(signals.LAZY_INIT_DURATION).record(duration, attrs)
                 span.end()
             except Exception:  # noqa: BLE001 - telemetry never breaks the build
-                pass
+                otel.swallowed("lazy.init")
 
 
 def _descriptor(obj: object, name: str) -> lazy[Any]:

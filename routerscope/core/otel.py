@@ -7,16 +7,19 @@ never needs to know whether telemetry is on.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace import Span, Status, StatusCode
 
 from routerscope._version import __version__
+from routerscope.core import signals
 from routerscope.core.signals import Metric
 
 SCOPE = "routerscope"
@@ -179,3 +182,41 @@ def drain() -> None:
 
 def deferred_dropped() -> int:
     return _deferred.dropped
+
+
+# --- spans and swallowed errors ------------------------------------------------------------
+
+
+def fail_span(span: Span, error_type: str, exception: BaseException | None = None) -> None:
+    """Mark ``span`` failed: ``error.type``, ERROR status, and the exception event if there is one."""
+    if exception is not None:
+        span.record_exception(exception)
+    span.set_status(Status(StatusCode.ERROR, error_type))
+    span.set_attribute(signals.ERROR_TYPE, error_type)
+
+
+_internal_logger = logging.getLogger("routerscope.telemetry")
+_internal_errors: Counter[str] = Counter()
+
+
+def swallowed(where: str) -> None:
+    """Account for an error that telemetry caught so the host never sees it.
+
+    Call it inside the ``except`` block. The first error at each place is logged
+    at debug with its traceback (``routerscope.telemetry`` logger); every one is
+    counted in ``routerscope.telemetry.internal_errors`` by place. Never raises.
+    """
+    try:
+        _internal_errors[where] += 1
+        if _internal_errors[where] == 1:
+            _internal_logger.debug("routerscope: internal error in %s (counted, not raised)", where,
+                                   exc_info=True)
+        observe(signals.TELEMETRY_INTERNAL_ERRORS,
+                lambda: [(float(n), {signals.ATTR_WHERE: w}) for w, n in list(_internal_errors.items())])
+    except Exception:  # noqa: BLE001 - the error accounting itself must not raise
+        return
+
+
+def internal_errors() -> dict[str, int]:
+    """How many internal errors :func:`swallowed` has counted, by place."""
+    return dict(_internal_errors)

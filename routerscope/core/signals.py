@@ -83,6 +83,8 @@ DURATION_BUCKETS_GENAI: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28,
 TOKEN_BUCKETS: Final = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,
                         16777216, 67108864)
 #: HTTP semantic conventions' recommended boundaries for request duration (s)
+#: GenAI semantic conventions' recommended boundaries for time per output chunk (s)
+CHUNK_BUCKETS: Final = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
 HTTP_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 INIT_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
                        30, 60)
@@ -130,6 +132,7 @@ ATTR_CACHE_EVICTION_REASON: Final = "routerscope.cache.eviction.reason"
 ATTR_MEMORY_ALERT_KIND: Final = "routerscope.memory.alert.kind"
 ATTR_MEMORY_STATE: Final = "system.memory.state"
 ATTR_DEVICE: Final = "routerscope.device"
+ATTR_WHERE: Final = "routerscope.where"
 ATTR_MODEL: Final = "routerscope.model"
 ATTR_SIDECAR_SIGNAL: Final = "routerscope.sidecar.signal"
 ATTR_SIDECAR_DROP_REASON: Final = "routerscope.sidecar.drop.reason"
@@ -156,6 +159,16 @@ GEN_AI_CLIENT_OPERATION_DURATION: Final = Metric(
 GEN_AI_CLIENT_TOKEN_USAGE: Final = Metric(
     "gen_ai.client.token.usage", "{token}", "histogram", "Number of input and output tokens used.",
     buckets=TOKEN_BUCKETS,
+)
+GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK: Final = Metric(
+    "gen_ai.client.operation.time_to_first_chunk", "s", "histogram",
+    "Time from the request to the first chunk of a streamed response.",
+    buckets=DURATION_BUCKETS_GENAI,
+)
+GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK: Final = Metric(
+    "gen_ai.client.operation.time_per_output_chunk", "s", "histogram",
+    "Time between consecutive chunks of a streamed response, after the first.",
+    buckets=CHUNK_BUCKETS,
 )
 HTTP_CLIENT_REQUEST_DURATION: Final = Metric(
     "http.client.request.duration", "s", "histogram", "Duration of HTTP client requests.",
@@ -276,6 +289,10 @@ SIDECAR_DROPPED: Final = Metric(
 SIDECAR_SEND_DURATION: Final = Metric(
     "routerscope.sidecar.send.duration", "s", "histogram", "Duration of each upstream send attempt.",
     buckets=SEND_BUCKETS,
+)
+TELEMETRY_INTERNAL_ERRORS: Final = Metric(
+    "routerscope.telemetry.internal_errors", "{error}", "counter",
+    "Errors inside routerscope's own telemetry code, caught so the host never sees them, by place.",
 )
 TELEMETRY_DEFERRED_DROPPED: Final = Metric(
     "routerscope.telemetry.deferred.dropped", "{record}", "counter",

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from routerscope.core import signals as s
+from routerscope.report.quantiles import histogram_quantile
 
 __all__ = ["Telemetry", "histogram_quantile", "load", "write_report"]
 
@@ -122,33 +123,6 @@ def _add_metric(tel: Telemetry, m: dict[str, Any], res: dict[str, Any]) -> None:
             count=int(dp.get("count", 0)), sum=float(dp.get("sum", 0.0)),
             bounds=[float(b) for b in dp.get("explicitBounds", [])],
             buckets=[int(c) for c in dp.get("bucketCounts", [])]))
-
-
-def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
-    """Prometheus' histogram_quantile over (upper bound, cumulative count) pairs."""
-    if not buckets:
-        return math.nan
-    buckets = sorted(buckets)
-    if buckets[-1][0] != math.inf:
-        return math.nan
-    total = buckets[-1][1]
-    if total == 0:
-        return math.nan
-    if q < 0:
-        return -math.inf
-    if q > 1:
-        return math.inf
-    rank = q * total
-    i = next(n for n, (_, c) in enumerate(buckets) if c >= rank)  # the +Inf bucket holds all
-    le, count = buckets[i]
-    if le == math.inf:
-        return buckets[-2][0] if len(buckets) > 1 else math.nan
-    start, prev = (0.0, 0.0) if i == 0 else buckets[i - 1]
-    if i == 0 and le <= 0:
-        return le
-    if count == prev:
-        return le
-    return start + (le - start) * (rank - prev) / (count - prev)
 
 
 def cumulative(points: Iterable[Point]) -> list[tuple[float, float]]:
