@@ -210,6 +210,8 @@ class ModelCache:
         self._inflight: dict[Hashable, _Flight] = {}
         self._bytes = 0
         self._hit_count = itertools.count()
+        self._hit_reads = 0
+        self._hit_read_lock = threading.Lock()
         self._misses = 0
         self._evictions: dict[str, int] = {}
         self._next_sweep = 0.0
@@ -305,8 +307,8 @@ class ModelCache:
         try:
             otel.instrument(signals.CACHE_LOAD_DURATION).record(
                 duration, {signals.ATTR_CACHE_NAME: self.name})
-        except Exception:  # noqa: BLE001
-            pass
+        except Exception:  # noqa: BLE001 - telemetry never breaks a load
+            otel.swallowed("cache.load")
         _end_span(span, None)
         return value
 
@@ -469,8 +471,13 @@ class ModelCache:
 
     @property
     def _hits(self) -> int:
-        # itertools.count exposes its next value only through repr: "count(N)"
-        return int(repr(self._hit_count)[6:-1])
+        # The hit path only calls next() on an itertools.count (atomic, no lock). Reading it
+        # means calling next() too, so the reads are counted apart and subtracted; they
+        # happen under their own lock, which keeps _hit_reads exact.
+        with self._hit_read_lock:
+            hits = next(self._hit_count) - self._hit_reads
+            self._hit_reads += 1
+        return hits
 
     @property
     def bytes_held(self) -> int:
@@ -478,10 +485,11 @@ class ModelCache:
 
     def stats(self) -> CacheStats:
         with self._lock:
-            total = self._hits + self._misses
+            hits = self._hits
+            total = hits + self._misses
             return CacheStats(
-                hits=self._hits, misses=self._misses,
-                hit_rate=self._hits / total if total else 0.0,
+                hits=hits, misses=self._misses,
+                hit_rate=hits / total if total else 0.0,
                 entries=len(self._entries), bytes_held=self._bytes,
                 budget_bytes=self.budget_bytes, evictions=dict(self._evictions),
             )

@@ -190,8 +190,8 @@ def record_startup_phase(phase: str, *, once: bool = True, at: float | None = No
             _log.info(signals.EVENT_READY, startup_s=round(elapsed, 4))
         else:
             _log.debug("Start-up phase", phase=phase, startup_s=round(elapsed, 4))
-    except Exception:  # noqa: BLE001
-        pass
+    except Exception:  # noqa: BLE001 - telemetry never breaks start-up
+        otel.swallowed("lazy.startup_phase")
     return elapsed
 
 

@@ -213,7 +213,7 @@ def _record_retry(response: Any, error: Exception | None, pool: Any) -> None:
         otel.instrument(signals.POOL_RETRIES).add(1, attrs)
         _log.info(signals.EVENT_RETRY, **{"server.address": host, "retry.reason": reason})
     except Exception:  # noqa: BLE001 - telemetry never breaks the request
-        pass
+        otel.swallowed("pool.retry")
 
 
 class PooledAdapter(HTTPAdapter):

@@ -214,3 +214,29 @@ def test_bad_arguments() -> None:
         ModelCache(0)
     with pytest.raises(ValueError):
         ModelCache(1, keep_alive=-1)
+
+
+def test_hit_count_is_exact_while_read_concurrently() -> None:
+    """Hits counted on the lock-free path stay exact while other threads read the stats."""
+    cache = ModelCache(100)
+    cache.get_or_load("m", lambda: b"x" * 10)
+    threads, per_thread = 8, 2_000
+    start = threading.Barrier(threads + 1)
+    reads: list[int] = []
+
+    def hit() -> None:
+        start.wait(5)
+        for _ in range(per_thread):
+            cache.get_or_load("m", lambda: b"never")
+
+    workers = [threading.Thread(target=hit) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    start.wait(5)
+    while any(t.is_alive() for t in workers):
+        reads.append(cache.stats().hits)
+    for t in workers:
+        t.join()
+    assert reads == sorted(reads)  # never goes backwards
+    assert cache.stats().hits == threads * per_thread
+    assert cache.stats().hits == threads * per_thread  # reading does not change it
