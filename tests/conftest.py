@@ -34,6 +34,11 @@ def _install_otel() -> None:
     _installed = True
 
 
+def span_attrs(span: ReadableSpan) -> dict[str, Any]:
+    """A finished span's attributes as a plain dict (empty when it has none)."""
+    return dict(span.attributes or {})
+
+
 class Telemetry:
     """What the SDK recorded during one test."""
 
@@ -65,7 +70,7 @@ class Telemetry:
         for rm in data.resource_metrics:
             for sm in rm.scope_metrics:
                 for m in sm.metrics:
-                    out[m.name] = m.unit
+                    out[m.name] = m.unit or ""
         return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -11,8 +12,14 @@ from hypothesis import strategies as st
 from routerscope.core import signals
 from routerscope.core.cache import ModelCache, get_cache, measure_size
 from routerscope.core.errors import ModelTooLargeError
+from tests.conftest import Records, Telemetry
 
 MB = 1024 * 1024
+
+
+def const(value: object) -> Callable[[], object]:
+    """A loader that returns ``value``."""
+    return lambda: value
 
 
 def test_single_flight_sixteen_threads() -> None:
@@ -94,7 +101,7 @@ def test_lru_order_of_eviction() -> None:
     """The least recently used entry goes first."""
     cache = ModelCache(3)
     for k in "abc":
-        cache.get_or_load(k, lambda k=k: k, size_bytes=MB)
+        cache.get_or_load(k, const(k), size_bytes=MB)
     cache.get_or_load("a", lambda: "never")  # touch a
     cache.get_or_load("d", lambda: "d", size_bytes=MB)
     assert cache.keys() == ["c", "a", "d"]
@@ -107,12 +114,12 @@ def test_in_use_entry_survives_eviction_pressure() -> None:
     cache = ModelCache(2, on_evict=lambda k, v: evicted.append(k))
     with cache.use("pinned", lambda: "P", size_bytes=MB) as model:
         for i in range(10):
-            cache.get_or_load(i, lambda i=i: i, size_bytes=MB)
+            cache.get_or_load(i, const(i), size_bytes=MB)
             assert "pinned" in cache
         assert model == "P"
     assert "pinned" not in evicted
     for i in range(10, 12):
-        cache.get_or_load(i, lambda i=i: i, size_bytes=MB)
+        cache.get_or_load(i, const(i), size_bytes=MB)
     assert "pinned" in evicted  # unpinned, it can go
 
 
@@ -183,7 +190,7 @@ def test_plain_objects_are_estimated() -> None:
     assert measure_size({"a": list(range(100))}) > 800
 
 
-def test_cache_signals(otel, logs) -> None:  # type: ignore[no-untyped-def]
+def test_cache_signals(otel: Telemetry, logs: Records) -> None:
     """Hits/misses, evictions, bytes, entries and load time reach the SDK; miss is an event."""
     cache = ModelCache(2, name="sig-test")
     cache.get_or_load("a", lambda: "A", size_bytes=MB)
@@ -194,7 +201,7 @@ def test_cache_signals(otel, logs) -> None:  # type: ignore[no-untyped-def]
 
     def val(metric: signals.Metric, **extra: str) -> float:
         want = {**mine, **extra}
-        return next(p.value for a, p in otel.points(metric.name) if a == want)
+        return float(next(p.value for a, p in otel.points(metric.name) if a == want))
 
     assert val(signals.CACHE_REQUESTS, **{signals.ATTR_CACHE_RESULT: "hit"}) == 1
     assert val(signals.CACHE_REQUESTS, **{signals.ATTR_CACHE_RESULT: "miss"}) == 3

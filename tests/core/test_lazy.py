@@ -9,6 +9,7 @@ import pytest
 
 from routerscope.core import signals
 from routerscope.core.lazy import is_initialized, lazy, mark_ready, reset
+from tests.conftest import Records, Telemetry, span_attrs
 
 
 class Router:
@@ -93,12 +94,12 @@ def test_slots_without_dict_is_a_clear_error() -> None:
         _ = Slotted().x
 
 
-def test_lazy_init_is_instrumented(otel, logs) -> None:  # type: ignore[no-untyped-def]
+def test_lazy_init_is_instrumented(otel: Telemetry, logs: Records) -> None:
     """A build emits a span, the duration histogram with owner/attribute, and the event."""
     r = Router()
     _ = r.manager
     spans = [s for s in otel.spans() if s.name.startswith(signals.SPAN_LAZY_INIT)]
-    assert spans and spans[-1].attributes[signals.ATTR_LAZY_ATTRIBUTE] == "manager"
+    assert spans and span_attrs(spans[-1])[signals.ATTR_LAZY_ATTRIBUTE] == "manager"
     points = [
         p
         for a, p in otel.points(signals.LAZY_INIT_DURATION.name)
@@ -108,7 +109,7 @@ def test_lazy_init_is_instrumented(otel, logs) -> None:  # type: ignore[no-untyp
     assert "Initializing manager (lazy load)" in logs.events()
 
 
-def test_mark_ready_measures_from_process_start(otel, logs) -> None:  # type: ignore[no-untyped-def]
+def test_mark_ready_measures_from_process_start(otel: Telemetry, logs: Records) -> None:
     """mark_ready() returns seconds since the process started and records them."""
     import psutil
 

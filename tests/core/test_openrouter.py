@@ -7,6 +7,7 @@ import pytest
 from routerscope.core import errors, signals
 from routerscope.core.openrouter import OpenRouterClient
 from routerscope.testing import FakeProvider, Fault
+from tests.conftest import Records, Telemetry, span_attrs
 
 KEY = "sk-or-v1-0123456789abcdef0123456789abcdef"
 MSGS = [{"role": "user", "content": "hello there, router"}]
@@ -32,7 +33,7 @@ def test_api_key_from_environment(monkeypatch: pytest.MonkeyPatch, provider: Fak
     assert provider.seen[0].headers["Authorization"] == f"Bearer {KEY}"
 
 
-def test_chat_records_genai_span_and_metrics(otel, client: OpenRouterClient) -> None:  # type: ignore[no-untyped-def]
+def test_chat_records_genai_span_and_metrics(otel: Telemetry, client: OpenRouterClient) -> None:
     """Each call makes a CLIENT span and the GenAI duration and token histograms."""
     client.chat(model="demo/small", messages=MSGS, max_tokens=5, temperature=0.2)
     span = next(s for s in otel.spans() if s.name == "chat demo/small")
@@ -82,13 +83,15 @@ def test_errors_map_to_the_tree(
     assert info.value.hint in str(info.value)
 
 
-def test_error_span_and_metric_carry_error_type(otel, client, provider) -> None:  # type: ignore[no-untyped-def]
+def test_error_span_and_metric_carry_error_type(
+    otel: Telemetry, client: OpenRouterClient, provider: FakeProvider
+) -> None:
     """A failed call sets error.type on the span and the duration metric."""
     provider.enqueue(Fault(status=400))
     with pytest.raises(errors.BadRequestError):
         client.chat(model="demo/bad", messages=MSGS)
     span = next(s for s in otel.spans() if s.name == "chat demo/bad")
-    assert span.attributes[signals.ERROR_TYPE] == "400"
+    assert span_attrs(span)[signals.ERROR_TYPE] == "400"
     assert any(
         a.get(signals.ERROR_TYPE) == "400"
         for a, _ in otel.points(signals.GEN_AI_CLIENT_OPERATION_DURATION.name)
@@ -102,17 +105,19 @@ def test_200_with_error_body_is_an_error(client: OpenRouterClient, provider: Fak
         client.chat(model="demo/small", messages=MSGS)
 
 
-def test_stream_yields_chunks_and_usage(otel, client: OpenRouterClient) -> None:  # type: ignore[no-untyped-def]
+def test_stream_yields_chunks_and_usage(otel: Telemetry, client: OpenRouterClient) -> None:
     """stream=True yields parsed SSE chunks (comments skipped) and records usage at the end."""
     chunks = list(client.chat(model="demo/small", messages=MSGS, stream=True, max_tokens=4))
     text = "".join(c["choices"][0]["delta"]["content"] for c in chunks if c["choices"])
     assert text == "token " * 4
     assert chunks[-1]["usage"]["completion_tokens"] == 4
     span = next(s for s in otel.spans() if s.name == "chat demo/small")
-    assert span.attributes[signals.GEN_AI_USAGE_OUTPUT_TOKENS] == 4
+    assert span_attrs(span)[signals.GEN_AI_USAGE_OUTPUT_TOKENS] == 4
 
 
-def test_stream_error_event_mid_stream(otel, client, provider) -> None:  # type: ignore[no-untyped-def]
+def test_stream_error_event_mid_stream(
+    otel: Telemetry, client: OpenRouterClient, provider: FakeProvider
+) -> None:
     """An error event inside a 200 stream raises, after the chunks before it."""
     provider.enqueue(Fault(stream_error_after=2))
     got = []
@@ -121,7 +126,7 @@ def test_stream_error_event_mid_stream(otel, client, provider) -> None:  # type:
             got.append(chunk)
     assert len(got) == 2
     span = next(s for s in otel.spans() if s.name == "chat demo/streamfail")
-    assert span.attributes[signals.ERROR_TYPE] == "502"
+    assert span_attrs(span)[signals.ERROR_TYPE] == "502"
 
 
 def test_timeout_raises_provider_timeout(provider: FakeProvider) -> None:
@@ -153,9 +158,9 @@ def test_models_and_key_info(client: OpenRouterClient) -> None:
 
 
 def test_api_key_never_leaks(
-    otel,
-    logs,
-    client: OpenRouterClient,  # type: ignore[no-untyped-def]
+    otel: Telemetry,
+    logs: Records,
+    client: OpenRouterClient,
     provider: FakeProvider,
 ) -> None:
     """The key is in no span, metric attribute, log record, repr or exception message."""

@@ -10,6 +10,7 @@ import requests
 from routerscope.core import signals
 from routerscope.core.pool import make_retry, pool_stats, pooled_session
 from routerscope.testing import FakeProvider, Fault
+from tests.conftest import Records, Telemetry
 
 
 def _counts(port: int) -> tuple[int, int]:
@@ -52,7 +53,7 @@ def test_https_pool_reuses_connections(tls_provider: FakeProvider, tls_pair: tup
     assert (conns, reqs) == (1, 30)
 
 
-def test_pool_metrics_reported(otel, provider: FakeProvider) -> None:  # type: ignore[no-untyped-def]
+def test_pool_metrics_reported(otel: Telemetry, provider: FakeProvider) -> None:
     """Connections and requests reach the SDK as observable counters per server."""
     session = pooled_session()
     for _ in range(5):
@@ -63,7 +64,7 @@ def test_pool_metrics_reported(otel, provider: FakeProvider) -> None:  # type: i
     assert reqs == [5] and conns == [1]
 
 
-def test_503_retry_after_is_honoured(otel, logs, provider: FakeProvider) -> None:  # type: ignore[no-untyped-def]
+def test_503_retry_after_is_honoured(otel: Telemetry, logs: Records, provider: FakeProvider) -> None:
     """503 with Retry-After: 1, then 200: one retry, at least 1 s later, with its reason."""
     provider.enqueue(Fault(status=503, headers={"Retry-After": "1"}))
     session = pooled_session()
