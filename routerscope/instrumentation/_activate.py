@@ -62,12 +62,16 @@ def activate(*, instrument_requests: bool = True) -> bool:
 
     _step("GenAI instrumentation", _instrument.patch_genai,
           capture_content=settings.capture_content)
+    _step("pool counting", _instrument.patch_urllib3_pools)
+    _step("client libraries", _hook_libraries)
     if instrument_requests:
         # LLM calls are covered by the GenAI wrapper from now on; the requests
         # instrumentation (spans for every other request) loads off the import path
+        import atexit
+
+        atexit.register(_stop_instrumenting)  # runs before telemetry's shutdown (LIFO)
         threading.Thread(target=_step, args=("requests instrumentation", _instrument_requests),
                          name="routerscope-instrument", daemon=True).start()
-    _step("pool counting", _instrument.patch_urllib3_pools)
     if settings.memory_monitor:
         _step("memory monitor", _start_monitor, settings)
     if settings.hardware_event:
@@ -77,14 +81,41 @@ def activate(*, instrument_requests: bool = True) -> bool:
     return True
 
 
+def _hook_libraries() -> None:
+    """Patch httpx, httpx2 and aiohttp when (and if) the application imports them."""
+    from routerscope.instrumentation import _aiohttp, _httpx, _hooks
+
+    if os.environ.get("ROUTERSCOPE_INSTRUMENT_HTTPX", "true").lower() not in ("0", "false", "no"):
+        _hooks.when_imported("httpx", _httpx.patch_client)
+        _hooks.when_imported("httpcore", _httpx.patch_core)
+    if os.environ.get("ROUTERSCOPE_INSTRUMENT_HTTPX2", "true").lower() not in ("0", "false", "no"):
+        _hooks.when_imported("httpx2", _httpx.patch_client)
+        _hooks.when_imported("httpcore2", _httpx.patch_core)
+    if os.environ.get("ROUTERSCOPE_INSTRUMENT_AIOHTTP", "true").lower() not in ("0", "false", "no"):
+        _hooks.when_imported("aiohttp", _aiohttp.patch)
+
+
+_stopping = False
+
+
+def _stop_instrumenting() -> None:
+    """At exit: the background thread must not instrument (and ask for a meter) after shutdown."""
+    global _stopping
+    with _lock:
+        _stopping = True
+
+
 def _instrument_requests() -> None:
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
     from routerscope.instrumentation._requests import instrument_beneath
 
-    inst = RequestsInstrumentor()
-    if not inst.is_instrumented_by_opentelemetry:
-        instrument_beneath(inst.instrument)
+    with _lock:
+        if _stopping:
+            return
+        inst = RequestsInstrumentor()
+        if not inst.is_instrumented_by_opentelemetry:
+            instrument_beneath(inst.instrument)
     _requests_instrumented.set()
 
 
