@@ -324,6 +324,16 @@ class _Handler(BaseHTTPRequestHandler):
         emit = self._start_sse()
         seq = 0
         emit("response.created", {"type": "response.created", "sequence_number": seq, "response": resp})
+        item = {"type": "message", "id": f"msg_{rid}", "status": "in_progress", "role": "assistant",
+                "content": []}
+        emit("response.output_item.added", {"type": "response.output_item.added", "output_index": 0,
+                                            "item": item, "sequence_number": 1})
+        emit("response.content_part.added", {"type": "response.content_part.added",
+                                             "item_id": f"msg_{rid}", "output_index": 0,
+                                             "content_index": 0, "sequence_number": 2,
+                                             "part": {"type": "output_text", "text": "",
+                                                      "annotations": []}})
+        seq = 2
         chunks = max(1, min(out, 8))
         for _ in range(chunks):
             p._halt.wait(latency / chunks)
