@@ -65,6 +65,9 @@ def patch_client(mod: ModuleType) -> None:
                     for chunk in self._inner:
                         t.feed(chunk)
                         yield chunk
+                except GeneratorExit:  # the reader stopped early: the close that follows ends it
+                    t.close()
+                    raise
                 except BaseException as exc:
                     t.fail(exc)
                     raise
@@ -87,6 +90,9 @@ def patch_client(mod: ModuleType) -> None:
                     async for chunk in self._inner:
                         t.feed(chunk)
                         yield chunk
+                except GeneratorExit:  # the reader stopped early: the close that follows ends it
+                    t.close()
+                    raise
                 except BaseException as exc:
                     t.fail(exc)
                     raise

@@ -103,6 +103,9 @@ def _observe(tracked: Tracked, resp: Any, stream: bool) -> None:
             for chunk in original(*args, **kwargs):
                 tracked.feed(chunk)
                 yield chunk
+        except GeneratorExit:  # the reader stopped early
+            tracked.close()
+            raise
         except BaseException as exc:
             tracked.fail(exc)
             raise
