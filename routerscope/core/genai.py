@@ -94,8 +94,6 @@ PROVIDER_HOSTS: Final = {
     "services.ai.azure.com": "azure.ai.inference",
     "models.ai.azure.com": "azure.ai.inference",
     "generativelanguage.googleapis.com": "gcp.gemini",
-    "aiplatform.googleapis.com": "gcp.vertex_ai",
-    "bedrock-runtime.amazonaws.com": "aws.bedrock",
     "api.mistral.ai": "mistral_ai",
     "api.groq.com": "groq",
     "api.deepseek.com": "deepseek",
@@ -107,7 +105,11 @@ PROVIDER_HOSTS: Final = {
     "api.together.xyz": "together_ai",
     "api.fireworks.ai": "fireworks_ai",
 }
-"""Host (and its subdomains) -> ``gen_ai.provider.name`` (semconv well-known values where one exists)."""
+"""Host (and its subdomains) -> ``gen_ai.provider.name`` (semconv well-known values where one exists).
+
+Regional hosts are matched by rule: ``*aiplatform.googleapis.com`` (``{region}-aiplatform``)
+is ``gcp.vertex_ai``; ``bedrock*.amazonaws.com`` (``bedrock-runtime.{region}``) is ``aws.bedrock``.
+"""
 
 
 def provider_from_host(host: str) -> str:
@@ -116,6 +118,10 @@ def provider_from_host(host: str) -> str:
     for suffix, name in PROVIDER_HOSTS.items():
         if host == suffix or host.endswith("." + suffix):
             return name
+    if host.endswith("aiplatform.googleapis.com"):
+        return "gcp.vertex_ai"
+    if host.startswith("bedrock") and host.endswith(".amazonaws.com"):
+        return "aws.bedrock"
     if not host or host == "localhost" or "." not in host:
         return SELF_HOSTED
     try:

@@ -83,7 +83,7 @@ def activate(*, instrument_requests: bool = True) -> bool:
 
 def _hook_libraries() -> None:
     """Patch httpx, httpx2 and aiohttp when (and if) the application imports them."""
-    from routerscope.instrumentation import _aiohttp, _httpx, _hooks
+    from routerscope.instrumentation import _aiohttp, _hooks, _httpx
 
     if os.environ.get("ROUTERSCOPE_INSTRUMENT_HTTPX", "true").lower() not in ("0", "false", "no"):
         _hooks.when_imported("httpx", _httpx.patch_client)

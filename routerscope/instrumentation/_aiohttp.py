@@ -136,12 +136,11 @@ def patch(mod: ModuleType) -> None:
                 stats.add_connection(req.url.host or "", int(req.url.port or 80))
             return proto
 
-        session_cls._request = _request
-        reader_cls.feed_data = feed_data
-        reader_cls.feed_eof = feed_eof
-        reader_cls.set_exception = set_exception
-        resp_cls.release = release
-        resp_cls.close = close
-        tcp._create_connection = _create_connection
+        for owner, name, fn in ((session_cls, "_request", _request), (reader_cls, "feed_data", feed_data),
+                                (reader_cls, "feed_eof", feed_eof),
+                                (reader_cls, "set_exception", set_exception),
+                                (resp_cls, "release", release), (resp_cls, "close", close),
+                                (tcp, "_create_connection", _create_connection)):
+            setattr(owner, name, fn)
         setattr(mod, _MARK, True)
     register_pool_observers()

@@ -203,7 +203,7 @@ class Tracked:
         self._end(self._error or error_type_of(self._status, self._body))
 
     def close(self) -> None:
-        """The body was closed: before its end it is a failure (``stream_closed``) unless the stream had ended."""
+        """The body was closed: before its end (and its last event) that is ``stream_closed``."""
         if self._done:
             return
         if self._status is not None and self._buf is None and self._sse is None:

@@ -24,7 +24,7 @@ from typing import Any
 from routerscope.core.pool import pool_stats, register_pool_observers
 from routerscope.instrumentation._genai_http import Tracked, is_suppressed, start
 
-__all__ = ["patch_core", "patch_client"]
+__all__ = ["patch_client", "patch_core"]
 
 _lock = threading.Lock()
 _MARK = "_routerscope_patched"

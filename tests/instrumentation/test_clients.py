@@ -35,7 +35,7 @@ def auto_run(provider: FakeProvider) -> tuple[Seen, OTLPReceiver]:
 
 @pytest.mark.parametrize("case", LLM_CASES)
 def test_one_span_per_call(auto_run: tuple[Seen, OTLPReceiver], case: str) -> None:
-    """Under `import routerscope.auto` each call is exactly one GenAI span below the caller's span, with tokens."""
+    """Under the one import each call is exactly one GenAI span, the caller's child, with tokens."""
     seen, _ = auto_run
     genai = seen.genai(case)
     assert len(genai) == 1, genai
