@@ -64,7 +64,8 @@ def activate(*, instrument_requests: bool = True) -> bool:
           capture_content=settings.capture_content)
     _step("pool counting", _instrument.patch_urllib3_pools)
     _step("client libraries", _hook_libraries)
-    if instrument_requests:
+    disabled = {n.strip() for n in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")}
+    if instrument_requests and "requests" not in disabled:
         # LLM calls are covered by the GenAI wrapper from now on; the requests
         # instrumentation (spans for every other request) loads off the import path
         import atexit
@@ -81,18 +82,31 @@ def activate(*, instrument_requests: bool = True) -> bool:
     return True
 
 
+def _lazy(module: str, func: str) -> Any:
+    """A patch that imports its instrumentation module only when the library is imported."""
+    def patch(mod: Any) -> None:
+        import importlib
+
+        getattr(importlib.import_module(f"routerscope.instrumentation.{module}"), func)(mod)
+
+    return patch
+
+
 def _hook_libraries() -> None:
     """Patch httpx, httpx2 and aiohttp when (and if) the application imports them."""
-    from routerscope.instrumentation import _aiohttp, _hooks, _httpx
+    from routerscope.instrumentation import _hooks
 
-    if os.environ.get("ROUTERSCOPE_INSTRUMENT_HTTPX", "true").lower() not in ("0", "false", "no"):
-        _hooks.when_imported("httpx", _httpx.patch_client)
-        _hooks.when_imported("httpcore", _httpx.patch_core)
-    if os.environ.get("ROUTERSCOPE_INSTRUMENT_HTTPX2", "true").lower() not in ("0", "false", "no"):
-        _hooks.when_imported("httpx2", _httpx.patch_client)
-        _hooks.when_imported("httpcore2", _httpx.patch_core)
-    if os.environ.get("ROUTERSCOPE_INSTRUMENT_AIOHTTP", "true").lower() not in ("0", "false", "no"):
-        _hooks.when_imported("aiohttp", _aiohttp.patch)
+    def on(var: str) -> bool:
+        return os.environ.get(var, "true").strip().lower() not in ("0", "false", "no", "off")
+
+    if on("ROUTERSCOPE_INSTRUMENT_HTTPX"):
+        _hooks.when_imported("httpx", _lazy("_httpx", "patch_client"))
+        _hooks.when_imported("httpcore", _lazy("_httpx", "patch_core"))
+    if on("ROUTERSCOPE_INSTRUMENT_HTTPX2"):
+        _hooks.when_imported("httpx2", _lazy("_httpx", "patch_client"))
+        _hooks.when_imported("httpcore2", _lazy("_httpx", "patch_core"))
+    if on("ROUTERSCOPE_INSTRUMENT_AIOHTTP"):
+        _hooks.when_imported("aiohttp", _lazy("_aiohttp", "patch"))
 
 
 _stopping = False
