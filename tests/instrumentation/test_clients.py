@@ -92,3 +92,20 @@ def test_under_opentelemetry_instrument(provider: FakeProvider, receiver: OTLPRe
     http = signals.HTTP_CLIENT_REQUEST_DURATION.name
     assert receiver.wait_for(lambda: count(receiver, http, http_request_method="POST") >= 4, 10)
     assert count(receiver, http, http_request_method="POST") == 4
+
+
+def test_no_call_lost_while_requests_instrumentation_loads(provider: FakeProvider,
+                                                          receiver: OTLPReceiver) -> None:
+    """40 LLM calls right after the import, while requests instrumentation loads: 40 spans, no HTTP span."""
+    code = ("import routerscope.auto, os, requests\n"
+            "from routerscope.instrumentation import wait_instrumented\n"
+            "s = requests.Session()\n"
+            "for _ in range(40):\n"
+            "    s.post(os.environ['BASE'] + '/chat/completions', json={'model': 'm', 'messages': []})\n"
+            "assert wait_instrumented(10)\n"
+            "s.get(os.environ['BASE'] + '/models')\n")
+    out = run([sys.executable, "-c", code], env_for(receiver, provider))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert receiver.wait_for(lambda: any(s.name == "GET" for _, s in receiver.spans()), 20)
+    names = [s.name for _, s in receiver.spans()]
+    assert names.count("chat m") == 40 and "POST" not in names
