@@ -1,27 +1,57 @@
-"""GenAI semantic-convention recording for OpenAI-compatible calls.
+"""GenAI semantic-convention recording for LLM calls: the one recogniser and recorder.
 
-Shared by :class:`routerscope.core.openrouter.OpenRouterClient` and the
-``requests`` hook of ``routerscope.auto``: a CLIENT span named
+Shared by :class:`routerscope.core.openrouter.OpenRouterClient` and every hook
+of ``routerscope.auto``: :func:`recognise` tells from a URL path whether a
+request is an LLM call (and in which wire format), :func:`provider_from_host`
+names the provider, and :class:`LLMCall` records it: a CLIENT span named
 ``"{operation} {model}"``, the ``gen_ai.client.operation.duration`` and
-``gen_ai.client.token.usage`` histograms, and a structured event. Prompt and
+``gen_ai.client.token.usage`` histograms, for streams also
+``gen_ai.client.operation.time_to_first_chunk`` and
+``gen_ai.client.operation.time_per_output_chunk``, and a structured event.
+:func:`body_error` is the one reader of provider error bodies. Prompt and
 completion text are never recorded here.
+
+Provider names
+--------------
+``gen_ai.provider.name`` takes the semantic conventions' well-known value of
+the host (:data:`PROVIDER_HOSTS`; a host matches itself and its subdomains).
+A host that is not in the table is named by its DNS name, lower-cased. A host
+given as an IP address, ``localhost`` or a single-label name is a server of
+one's own (vLLM, Ollama, a test double), never a provider's public API:
+it is named ``self_hosted`` (:data:`SELF_HOSTED`), so a raw address never
+becomes a provider name; ``server.address`` keeps the address.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import ipaddress
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind
 
 from routerscope.core import otel, signals
 from routerscope.core._log import get_logger
 
-__all__ = ["LLMCall", "is_recording", "operation_from_path", "provider_from_host", "recording"]
+__all__ = [
+    "ANTHROPIC",
+    "OPENAI",
+    "PROVIDER_HOSTS",
+    "SELF_HOSTED",
+    "LLMCall",
+    "Recognised",
+    "body_error",
+    "error_type_of",
+    "is_recording",
+    "operation_from_path",
+    "provider_from_host",
+    "recognise",
+    "recording",
+]
 
 _RECORDING: contextvars.ContextVar[bool] = contextvars.ContextVar("routerscope_genai",
                                                                   default=False)
@@ -38,7 +68,9 @@ def recording() -> Iterator[None]:
 
 
 def is_recording() -> bool:
+    """True inside a call that a GenAI record already covers (a lower layer records nothing)."""
     return _RECORDING.get()
+
 
 _log = get_logger("routerscope.genai")
 _std = logging.getLogger("routerscope.genai")
@@ -47,49 +79,150 @@ _std = logging.getLogger("routerscope.genai")
 def _debug_on() -> bool:
     return _std.isEnabledFor(logging.DEBUG)
 
-_PROVIDERS: Final = {
+
+OPENAI: Final = "openai"
+"""The OpenAI-compatible wire format (chat/completions, completions, embeddings, responses)."""
+ANTHROPIC: Final = "anthropic"
+"""The Anthropic Messages wire format (``/v1/messages``)."""
+SELF_HOSTED: Final = "self_hosted"
+
+PROVIDER_HOSTS: Final = {
     "openrouter.ai": "openrouter",
     "api.openai.com": "openai",
     "api.anthropic.com": "anthropic",
+    "openai.azure.com": "azure.ai.openai",
+    "services.ai.azure.com": "azure.ai.inference",
+    "models.ai.azure.com": "azure.ai.inference",
+    "generativelanguage.googleapis.com": "gcp.gemini",
     "api.mistral.ai": "mistral_ai",
     "api.groq.com": "groq",
     "api.deepseek.com": "deepseek",
     "api.x.ai": "x_ai",
     "api.perplexity.ai": "perplexity",
-    "generativelanguage.googleapis.com": "gcp.gemini",
+    "api.cohere.com": "cohere",
+    "api.cohere.ai": "cohere",
+    "cloud.ibm.com": "ibm.watsonx.ai",
     "api.together.xyz": "together_ai",
     "api.fireworks.ai": "fireworks_ai",
 }
+"""Host (and its subdomains) -> ``gen_ai.provider.name`` (semconv well-known values where one exists).
+
+Regional hosts are matched by rule: ``*aiplatform.googleapis.com`` (``{region}-aiplatform``)
+is ``gcp.vertex_ai``; ``bedrock*.amazonaws.com`` (``bedrock-runtime.{region}``) is ``aws.bedrock``.
+"""
 
 
 def provider_from_host(host: str) -> str:
-    """``gen_ai.provider.name`` for a host: the well-known value, else the host itself."""
-    host = host.lower()
-    for suffix, name in _PROVIDERS.items():
+    """``gen_ai.provider.name`` for a host (the rule is in the module docstring)."""
+    host = host.lower().rstrip(".")
+    for suffix, name in PROVIDER_HOSTS.items():
         if host == suffix or host.endswith("." + suffix):
             return name
-    if host.endswith(".openai.azure.com"):
-        return "azure.ai.openai"
-    return host
+    if host.endswith("aiplatform.googleapis.com"):
+        return "gcp.vertex_ai"
+    if host.startswith("bedrock") and host.endswith(".amazonaws.com"):
+        return "aws.bedrock"
+    if not host or host == "localhost" or "." not in host:
+        return SELF_HOSTED
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host
+    return SELF_HOSTED
 
 
-def operation_from_path(path: str) -> str | None:
-    """The GenAI operation of an OpenAI-compatible path, or None if it is not one."""
-    path = path.rstrip("/")
-    if path.endswith("/chat/completions"):
-        return signals.OP_CHAT
-    if path.endswith("/completions"):
-        return signals.OP_TEXT_COMPLETION
-    if path.endswith("/embeddings"):
-        return signals.OP_EMBEDDINGS
+class Recognised(NamedTuple):
+    operation: str
+    api: str  # OPENAI or ANTHROPIC: the wire format of request and response
+
+
+_SUFFIXES: Final = (
+    ("/chat/completions", signals.OP_CHAT, OPENAI),
+    ("/completions", signals.OP_TEXT_COMPLETION, OPENAI),
+    ("/embeddings", signals.OP_EMBEDDINGS, OPENAI),
+    ("/responses", signals.OP_CHAT, OPENAI),
+    ("/v1/messages", signals.OP_CHAT, ANTHROPIC),
+)
+_TAILS: Final = ("completions", "embeddings", "responses", "messages")
+
+
+def recognise(path: str) -> Recognised | None:
+    """What LLM call a URL path is, or None (one ``endswith`` for most other requests)."""
+    path = path.split("?", 1)[0].rstrip("/")
+    if not path.endswith(_TAILS):
+        return None
+    for suffix, op, api in _SUFFIXES:
+        if path.endswith(suffix):
+            return Recognised(op, api)
     return None
 
 
-class LLMCall:
-    """One GenAI client call: start it, feed it the response, end it once."""
+def operation_from_path(path: str) -> str | None:
+    """The GenAI operation of an LLM API path, or None if it is not one."""
+    r = recognise(path)
+    return r.operation if r else None
 
-    __slots__ = ("_attrs", "_ended", "_finish", "_span", "_start", "response_id", "response_model",
-                 "usage")
+
+def body_error(body: Any) -> tuple[int | None, str | None, str | None]:
+    """(code, message, type) of a provider error body or stream event, all None if it is not one.
+
+    OpenAI-style ``{"error": {"code", "message", "type"}}`` and Anthropic's
+    ``{"type": "error", "error": {"type", "message"}}``; a bare string error is a message.
+    """
+    if not isinstance(body, dict):
+        return None, None, None
+    err = body.get("error")
+    if err is None:
+        if body.get("type") == "response.failed" and isinstance(body.get("response"), dict):
+            err = body["response"].get("error") or {"message": "response failed"}
+        else:
+            return None, None, None
+    if isinstance(err, dict):
+        code = err.get("code")
+        try:
+            code_int = int(code) if code is not None else None
+        except (TypeError, ValueError):
+            code_int = None
+        msg = err.get("message")
+        etype = err.get("type") if isinstance(err.get("type"), str) else (
+            str(code) if code is not None else None)
+        return code_int, str(msg) if msg is not None else str(err)[:500], etype
+    return None, str(err), None
+
+
+def error_type_of(status: int | None, body: Any = None) -> str | None:
+    """``error.type`` of a response: the HTTP status if >= 400, else an error in the body, else None."""
+    if status is not None and status >= 400:
+        return str(status)
+    code, msg, etype = body_error(body)
+    if msg is None and etype is None:
+        return None
+    if code is not None:
+        return str(code)
+    return etype or "provider_error"
+
+
+def _tokens(usage: Any, into: dict[str, int]) -> None:
+    if not isinstance(usage, dict):
+        return
+    inp = usage.get("prompt_tokens", usage.get("input_tokens"))
+    out = usage.get("completion_tokens", usage.get("output_tokens"))
+    if isinstance(inp, int) and not isinstance(inp, bool):
+        into[signals.TOKEN_INPUT] = inp
+    if isinstance(out, int) and not isinstance(out, bool):
+        into[signals.TOKEN_OUTPUT] = out
+
+
+class LLMCall:
+    """One GenAI client call: start it, feed it the response (or stream events), end it once.
+
+    ``span``: enrich a span that someone else started and ends (the
+    ``anthropic`` SDK's own span) instead of starting one; :meth:`end` then
+    records the metrics and sets the attributes but leaves the span open.
+    """
+
+    __slots__ = ("_attrs", "_chunks", "_ended", "_finish", "_first", "_last", "_own", "_span",
+                 "_start", "response_id", "response_model", "usage")
 
     def __init__(
         self,
@@ -116,17 +249,25 @@ class LLMCall:
         params = request_params or {}
         for key, attr in (
             ("max_tokens", signals.GEN_AI_REQUEST_MAX_TOKENS),
+            ("max_output_tokens", signals.GEN_AI_REQUEST_MAX_TOKENS),
             ("temperature", signals.GEN_AI_REQUEST_TEMPERATURE),
             ("top_p", signals.GEN_AI_REQUEST_TOP_P),
         ):
             value = params.get(key)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 span_attrs[attr] = value
+        self._own = span is None
         if span is None:
             name = f"{operation} {model}" if model else operation
             span = otel.tracer().start_span(name, kind=SpanKind.CLIENT, attributes=span_attrs)
-        else:
-            span.set_attributes(span_attrs)
+        else:  # an SDK's span: its own GenAI attributes win, on the span and in the metrics
+            have = getattr(span, "attributes", None) or {}
+            for key in (signals.GEN_AI_PROVIDER_NAME, signals.GEN_AI_OPERATION_NAME,
+                        signals.GEN_AI_REQUEST_MODEL):
+                if isinstance(have.get(key), str):
+                    self._attrs[key] = have[key]
+            if span.is_recording():
+                span.set_attributes({k: v for k, v in span_attrs.items() if k not in have})
         self._span = span
         self._start = time.perf_counter()
         self._ended = False
@@ -134,14 +275,33 @@ class LLMCall:
         self.response_id: str | None = None
         self.usage: dict[str, int] = {}
         self._finish: list[str] = []
+        self._first = 0.0
+        self._last = 0.0
+        self._chunks = 0
 
     @property
     def span(self) -> Span:
         return self._span
 
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
     def observe_body(self, body: Any) -> None:
-        """Take model, id, finish reasons and usage from a response body or stream chunk."""
+        """Take model, id, finish reasons and usage from a response body (any wire format)."""
         if not isinstance(body, dict):
+            return
+        kind = body.get("type")
+        if kind == "message_start" or (isinstance(kind, str) and kind.startswith("response.")
+                                       and isinstance(body.get("response"), dict)):
+            body = body.get("message") or body.get("response") or {}
+            if not isinstance(body, dict):
+                return
+        elif kind == "message_delta":  # Anthropic: the stop reason and the running usage
+            delta = body.get("delta")
+            if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
+                self._finish.append(delta["stop_reason"])
+            _tokens(body.get("usage"), self.usage)
             return
         model = body.get("model")
         if isinstance(model, str) and model:
@@ -152,21 +312,33 @@ class LLMCall:
         for choice in body.get("choices") or ():
             if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
                 self._finish.append(choice["finish_reason"])
-        usage = body.get("usage")
-        if isinstance(usage, dict):
-            inp = usage.get("prompt_tokens", usage.get("input_tokens"))
-            out = usage.get("completion_tokens", usage.get("output_tokens"))
-            if isinstance(inp, int):
-                self.usage[signals.TOKEN_INPUT] = inp
-            if isinstance(out, int):
-                self.usage[signals.TOKEN_OUTPUT] = out
+        stop = body.get("stop_reason")  # Anthropic message
+        if isinstance(stop, str):
+            self._finish.append(stop)
+        if body.get("object") == "response" and body.get("status") not in (None, "in_progress"):
+            self._finish.append(str(body["status"]))  # Responses API
+        _tokens(body.get("usage"), self.usage)
+
+    def observe_chunk(self, event: Any) -> None:
+        """One event of a streamed response: its content times the stream, the rest as a body."""
+        if isinstance(event, dict):
+            kind = event.get("type")
+            if (event.get("choices") or kind == "content_block_delta"
+                    or (isinstance(kind, str) and kind.endswith(".delta"))):
+                now = time.perf_counter()
+                if not self._chunks:
+                    self._first = now
+                self._last = now
+                self._chunks += 1
+            self.observe_body(event)
 
     def end(self, error_type: str | None = None, *, exception: BaseException | None = None,
             span_attributes: dict[str, Any] | None = None) -> None:
-        """Record the duration and tokens and end the span; later calls do nothing.
+        """Record the duration, tokens and stream timing and end the span; later calls do nothing.
 
-        Metric records go to the deferred recorder (a deque append); the span
-        gets its end attributes in one call; the per-call event is debug level.
+        Metric records go to the deferred recorder (a deque append, from the
+        caller's thread and context); the span gets its end attributes in one
+        call; the per-call event is debug level (warning on failure).
         """
         if self._ended:
             return
@@ -191,16 +363,19 @@ class LLMCall:
                     end_attrs[signals.GEN_AI_USAGE_INPUT_TOKENS] = self.usage[signals.TOKEN_INPUT]
                 if signals.TOKEN_OUTPUT in self.usage:
                     end_attrs[signals.GEN_AI_USAGE_OUTPUT_TOKENS] = self.usage[signals.TOKEN_OUTPUT]
-                if error_type:
-                    end_attrs[signals.ERROR_TYPE] = error_type
-                    if exception is not None:
-                        span.record_exception(exception)
-                    span.set_status(Status(StatusCode.ERROR, error_type))
                 span.set_attributes(end_attrs)
+                if error_type:
+                    otel.fail_span(span, error_type, exception)
             otel.record_later(signals.GEN_AI_CLIENT_OPERATION_DURATION, duration, attrs)
             for token_type, count in self.usage.items():
                 otel.record_later(signals.GEN_AI_CLIENT_TOKEN_USAGE, count,
-                                   {**attrs, signals.GEN_AI_TOKEN_TYPE: token_type})
+                                  {**attrs, signals.GEN_AI_TOKEN_TYPE: token_type})
+            if self._chunks:
+                otel.record_later(signals.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK,
+                                  self._first - self._start, attrs)
+                if self._chunks > 1:
+                    otel.record_later(signals.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK,
+                                      (self._last - self._first) / (self._chunks - 1), attrs)
             if error_type or _debug_on():
                 fields = {
                     "gen_ai.operation.name": attrs[signals.GEN_AI_OPERATION_NAME],
@@ -216,6 +391,7 @@ class LLMCall:
                 else:
                     _log.debug(signals.EVENT_LLM_CALL, **fields)
         except Exception:  # noqa: BLE001 - telemetry never breaks the call
-            pass
+            otel.swallowed("genai.end")
         finally:
-            span.end()
+            if self._own:
+                span.end()

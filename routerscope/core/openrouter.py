@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
@@ -12,8 +11,9 @@ import requests
 from opentelemetry import trace
 
 from routerscope.core import errors, signals
-from routerscope.core.genai import LLMCall, provider_from_host, recording
+from routerscope.core.genai import LLMCall, body_error, provider_from_host, recording
 from routerscope.core.pool import DEFAULT_TIMEOUT, pooled_session
+from routerscope.core.sse import SSEDecoder, json_data
 
 __all__ = ["API_KEY_ENV", "DEFAULT_BASE_URL", "OpenRouterClient"]
 
@@ -38,21 +38,9 @@ def _retry_after(resp: requests.Response) -> float | None:
 
 
 def _error_message(body: Any) -> tuple[int | None, str | None]:
-    """(code, message) of an OpenAI/OpenRouter error body, if it is one."""
-    if not isinstance(body, dict):
-        return None, None
-    err = body.get("error")
-    if err is None:
-        return None, None
-    if isinstance(err, dict):
-        code = err.get("code")
-        msg = err.get("message")
-        try:
-            code_int = int(code) if code is not None else None
-        except (TypeError, ValueError):
-            code_int = None
-        return code_int, str(msg) if msg is not None else json.dumps(err)[:500]
-    return None, str(err)
+    """(code, message) of a provider error body, if it is one (:func:`genai.body_error`)."""
+    code, msg, _ = body_error(body)
+    return code, msg
 
 
 class OpenRouterClient:
@@ -239,37 +227,35 @@ class OpenRouterClient:
 def iter_sse(resp: requests.Response) -> Iterator[dict[str, Any]]:
     """Parse a ``text/event-stream`` body of JSON ``data:`` events until ``[DONE]``.
 
-    Comment lines (``: OPENROUTER PROCESSING``) are skipped; multi-line data
-    fields are joined; a data field that is not JSON raises ``ProviderError``.
+    One parser (:class:`routerscope.core.sse.SSEDecoder`): comment lines
+    (``: OPENROUTER PROCESSING``) are skipped, multi-line data fields joined; a
+    data field that is not JSON raises ``ProviderError``. After ``[DONE]`` the
+    body is read to its end so the connection goes back to the pool.
     """
-    data: list[str] = []
+    decoder = SSEDecoder()
     done = False
     for raw in resp.iter_lines(decode_unicode=False):
-        if done:  # read to the end so the connection goes back to the pool
-            continue
         line = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        if not line:
-            if data:
-                payload = "\n".join(data)
-                data = []
-                if payload.strip() == "[DONE]":
-                    done = True
-                    continue
-                try:
-                    yield json.loads(payload)
-                except ValueError as exc:
-                    raise errors.ProviderError(f"malformed stream event: {payload[:200]!r}") from exc
+        event = decoder.feed_line(line)
+        if event is None or done:
             continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        if field == "data":
-            data.append(value[1:] if value.startswith(" ") else value)
-    if not done and data and "\n".join(data).strip() != "[DONE]":
         try:
-            yield json.loads("\n".join(data))
+            data = json_data(event)
+        except ValueError as exc:
+            raise errors.ProviderError(f"malformed stream event: {event.data[:200]!r}") from exc
+        if data is None:
+            done = True
+            continue
+        yield data
+    if done:
+        return
+    for event in decoder.close():
+        try:
+            data = json_data(event)
         except ValueError as exc:
             raise errors.ProviderError("malformed final stream event") from exc
+        if data is not None:
+            yield data
 
 
 def _error_type(exc: BaseException) -> str:

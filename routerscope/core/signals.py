@@ -110,6 +110,10 @@ GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
 ERROR_TYPE: Final = "error.type"
+HTTP_REQUEST_METHOD: Final = "http.request.method"
+HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
+URL_FULL: Final = "url.full"
+URL_SCHEME: Final = "url.scheme"
 SERVICE_NAME: Final = "service.name"
 
 # gen_ai.operation.name values

@@ -62,12 +62,17 @@ def activate(*, instrument_requests: bool = True) -> bool:
 
     _step("GenAI instrumentation", _instrument.patch_genai,
           capture_content=settings.capture_content)
-    if instrument_requests:
+    _step("pool counting", _instrument.patch_urllib3_pools)
+    _step("client libraries", _hook_libraries)
+    disabled = {n.strip() for n in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")}
+    if instrument_requests and "requests" not in disabled:
         # LLM calls are covered by the GenAI wrapper from now on; the requests
         # instrumentation (spans for every other request) loads off the import path
+        import atexit
+
+        atexit.register(_stop_instrumenting)  # runs before telemetry's shutdown (LIFO)
         threading.Thread(target=_step, args=("requests instrumentation", _instrument_requests),
                          name="routerscope-instrument", daemon=True).start()
-    _step("pool counting", _instrument.patch_urllib3_pools)
     if settings.memory_monitor:
         _step("memory monitor", _start_monitor, settings)
     if settings.hardware_event:
@@ -77,14 +82,54 @@ def activate(*, instrument_requests: bool = True) -> bool:
     return True
 
 
+def _lazy(module: str, func: str) -> Any:
+    """A patch that imports its instrumentation module only when the library is imported."""
+    def patch(mod: Any) -> None:
+        import importlib
+
+        getattr(importlib.import_module(f"routerscope.instrumentation.{module}"), func)(mod)
+
+    return patch
+
+
+def _hook_libraries() -> None:
+    """Patch httpx, httpx2 and aiohttp when (and if) the application imports them."""
+    from routerscope.instrumentation import _hooks
+
+    def on(var: str) -> bool:
+        return os.environ.get(var, "true").strip().lower() not in ("0", "false", "no", "off")
+
+    if on("ROUTERSCOPE_INSTRUMENT_HTTPX"):
+        _hooks.when_imported("httpx", _lazy("_httpx", "patch_client"))
+        _hooks.when_imported("httpcore", _lazy("_httpx", "patch_core"))
+    if on("ROUTERSCOPE_INSTRUMENT_HTTPX2"):
+        _hooks.when_imported("httpx2", _lazy("_httpx", "patch_client"))
+        _hooks.when_imported("httpcore2", _lazy("_httpx", "patch_core"))
+    if on("ROUTERSCOPE_INSTRUMENT_AIOHTTP"):
+        _hooks.when_imported("aiohttp", _lazy("_aiohttp", "patch"))
+
+
+_stopping = False
+
+
+def _stop_instrumenting() -> None:
+    """At exit: the background thread must not instrument (and ask for a meter) after shutdown."""
+    global _stopping
+    with _lock:
+        _stopping = True
+
+
 def _instrument_requests() -> None:
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
     from routerscope.instrumentation._requests import instrument_beneath
 
-    inst = RequestsInstrumentor()
-    if not inst.is_instrumented_by_opentelemetry:
-        instrument_beneath(inst.instrument)
+    with _lock:
+        if _stopping:
+            return
+        inst = RequestsInstrumentor()
+        if not inst.is_instrumented_by_opentelemetry:
+            instrument_beneath(inst.instrument)
     _requests_instrumented.set()
 
 

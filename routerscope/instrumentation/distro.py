@@ -30,10 +30,10 @@ class RouterscopeDistro(BaseDistro):  # type: ignore[misc]
 
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
         super().load_instrumentor(entry_point, **kwargs)
-        if entry_point.name == "requests":  # keep the GenAI span outside the HTTP span
-            from routerscope.instrumentation._requests import patch_genai
+        if entry_point.name == "requests":  # put the GenAI wrapper back on top of the HTTP one
+            from routerscope.instrumentation._requests import reorder
 
-            patch_genai()
+            reorder()
 
 
 class RouterscopeConfigurator(_BaseConfigurator):

@@ -2,7 +2,10 @@
 
 Used by ``routerscope demo``, the benchmarks and the tests: it answers
 ``/chat/completions`` (plain and SSE streaming), ``/completions``,
-``/embeddings``, ``/models`` and ``/key`` under any prefix, with a latency
+``/embeddings``, ``/models`` and ``/key`` under any prefix, the OpenAI
+Responses API (``/responses``, plain and SSE) and the Anthropic Messages API
+(``/v1/messages``, plain and SSE with ``message_start`` / ``content_block_delta``
+/ ``message_delta`` usage), with a latency
 model (base + per output token, with jitter) and token usage in ``usage``.
 Faults are scripted with :meth:`FakeProvider.enqueue`: the next requests get
 the given status, headers, body, delay, a hang, or an error mid-stream.
@@ -133,6 +136,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.command == "GET" and path.endswith("/key"):
             key = {"data": {"label": "demo", "usage": p.requests_total, "limit": None, "is_free_tier": True}}
             self._send(200, json.dumps(key).encode(), "application/json", {})
+        elif self.command == "POST" and path.endswith("/v1/messages"):
+            self._messages(body if isinstance(body, dict) else {}, fault)
+        elif self.command == "POST" and path.endswith("/responses"):
+            self._responses(body if isinstance(body, dict) else {}, fault)
         elif self.command == "POST" and path.endswith("/chat/completions"):
             self._completion(body if isinstance(body, dict) else {}, fault, chat=True)
         elif self.command == "POST" and path.endswith("/completions"):
@@ -215,6 +222,11 @@ class _Handler(BaseHTTPRequestHandler):
             }
             emit(f"data: {json.dumps(delta)}\n\n")
         else:
+            if p.stream_usage != "always" and not (req.get("stream_options") or {}).get("include_usage"):
+                emit("data: [DONE]\n\n")
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+                return
             final = {
                 "id": rid,
                 "object": "chat.completion.chunk",
@@ -226,6 +238,113 @@ class _Handler(BaseHTTPRequestHandler):
             emit("data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+    def _start_sse(self) -> Any:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def emit(event: str, data: dict[str, Any]) -> None:
+            raw = f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+            self.wfile.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
+            self.wfile.flush()
+
+        return emit
+
+    def _end_sse(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _messages(self, req: dict[str, Any], fault: Fault | None) -> None:
+        """Anthropic Messages: a ``message`` body, or its SSE events with usage."""
+        p = self.server.provider
+        model = str(req.get("model") or "claude-demo")
+        inp = p.count_tokens(req.get("messages")) + p.count_tokens(req.get("system"))
+        out = p.output_tokens(req.get("max_tokens"))
+        mid = f"msg_{p._next_id()}"
+        latency = p.latency_for(out)
+        message: dict[str, Any] = {"id": mid, "type": "message", "role": "assistant", "model": model,
+                                   "content": [], "stop_reason": None, "stop_sequence": None,
+                                   "usage": {"input_tokens": inp, "output_tokens": 1}}
+        if not req.get("stream"):
+            p._halt.wait(latency)
+            message.update(content=[{"type": "text", "text": " ".join(["token"] * out)}],
+                           stop_reason="end_turn", usage={"input_tokens": inp, "output_tokens": out})
+            self._send(200, json.dumps(message).encode(), "application/json", {})
+            return
+        emit = self._start_sse()
+        emit("message_start", {"type": "message_start", "message": message})
+        emit("content_block_start", {"type": "content_block_start", "index": 0,
+                                     "content_block": {"type": "text", "text": ""}})
+        emit("ping", {"type": "ping"})
+        chunks = max(1, min(out, 8))
+        for i in range(chunks):
+            if fault is not None and fault.stream_error_after is not None and i >= fault.stream_error_after:
+                emit("error", {"type": "error", "error": {"type": "overloaded_error",
+                                                          "message": "Overloaded"}})
+                self._end_sse()
+                return
+            p._halt.wait(latency / chunks)
+            emit("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                         "delta": {"type": "text_delta", "text": "token "}})
+        emit("content_block_stop", {"type": "content_block_stop", "index": 0})
+        emit("message_delta", {"type": "message_delta",
+                               "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                               "usage": {"output_tokens": out}})
+        emit("message_stop", {"type": "message_stop"})
+        self._end_sse()
+
+    def _responses(self, req: dict[str, Any], fault: Fault | None) -> None:
+        """OpenAI Responses API: a ``response`` body, or its SSE events ending in ``response.completed``."""
+        p = self.server.provider
+        model = str(req.get("model") or "demo/model")
+        inp = p.count_tokens(req.get("input"))
+        out = p.output_tokens(req.get("max_output_tokens"))
+        rid = f"resp_{p._next_id()}"
+        latency = p.latency_for(out)
+        text = " ".join(["token"] * out)
+        resp: dict[str, Any] = {
+            "id": rid, "object": "response", "created_at": int(time.time()), "status": "in_progress",
+            "model": p.served_model(model), "output": [], "parallel_tool_calls": True,
+            "tool_choice": "auto", "tools": [], "error": None, "incomplete_details": None,
+            "instructions": None, "metadata": {}, "temperature": 1.0, "top_p": 1.0, "usage": None,
+        }
+        done = {**resp, "status": "completed",
+                "output": [{"type": "message", "id": f"msg_{rid}", "status": "completed",
+                            "role": "assistant",
+                            "content": [{"type": "output_text", "text": text, "annotations": []}]}],
+                "usage": {"input_tokens": inp, "output_tokens": out, "total_tokens": inp + out,
+                          "input_tokens_details": {"cached_tokens": 0},
+                          "output_tokens_details": {"reasoning_tokens": 0}}}
+        if not req.get("stream"):
+            p._halt.wait(latency)
+            self._send(200, json.dumps(done).encode(), "application/json", {})
+            return
+        emit = self._start_sse()
+        seq = 0
+        emit("response.created", {"type": "response.created", "sequence_number": seq, "response": resp})
+        item = {"type": "message", "id": f"msg_{rid}", "status": "in_progress", "role": "assistant",
+                "content": []}
+        emit("response.output_item.added", {"type": "response.output_item.added", "output_index": 0,
+                                            "item": item, "sequence_number": 1})
+        emit("response.content_part.added", {"type": "response.content_part.added",
+                                             "item_id": f"msg_{rid}", "output_index": 0,
+                                             "content_index": 0, "sequence_number": 2,
+                                             "part": {"type": "output_text", "text": "",
+                                                      "annotations": []}})
+        seq = 2
+        chunks = max(1, min(out, 8))
+        for _ in range(chunks):
+            p._halt.wait(latency / chunks)
+            seq += 1
+            emit("response.output_text.delta", {"type": "response.output_text.delta",
+                                                "item_id": f"msg_{rid}", "output_index": 0,
+                                                "content_index": 0, "delta": "token ",
+                                                "logprobs": [], "sequence_number": seq})
+        emit("response.completed", {"type": "response.completed", "sequence_number": seq + 1,
+                                    "response": done})
+        self._end_sse()
 
     def _embeddings(self, req: dict[str, Any]) -> None:
         p = self.server.provider
@@ -247,7 +366,10 @@ class FakeProvider(LoopbackServer):
 
     ``base_latency`` seconds plus ``per_token_latency`` per output token, each
     scaled by a uniform jitter of +-``jitter``; ``output_tokens`` is the range
-    of completion lengths when the request sets no ``max_tokens``.
+    of completion lengths when the request sets no ``max_tokens``;
+    ``stream_usage`` is ``"always"`` (a usage chunk ends every chat stream, as
+    OpenRouter does) or ``"requested"`` (only with ``stream_options.include_usage``,
+    as OpenAI does).
     """
 
     thread_name = "fake-provider"
@@ -262,12 +384,16 @@ class FakeProvider(LoopbackServer):
         models: tuple[str, ...] = ("demo/small", "demo/medium", "demo/large"),
         tls: ssl.SSLContext | None = None,
         seed: int = 0,
+        stream_usage: str = "always",
     ) -> None:
         self.base_latency = base_latency
         self.per_token_latency = per_token_latency
         self.jitter = jitter
         self.output_range = output_tokens
         self.models = models
+        # "always": a usage chunk ends every chat stream (OpenRouter); "requested": only
+        # with stream_options.include_usage (OpenAI)
+        self.stream_usage = stream_usage
         super().__init__()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()

@@ -1,0 +1,273 @@
+"""The HTTP-level GenAI recorder every library hook shares.
+
+A hook (requests, httpx, httpx2, aiohttp) calls :func:`start` with the
+request's method, URL and body before it sends. For a request that is not an
+LLM call (:func:`routerscope.core.genai.recognise`), that a layer above
+already records (:func:`routerscope.core.genai.is_recording`), or that
+telemetry itself sends (the SDK exports under ``suppress_instrumentation``),
+it returns None after a few string checks. Otherwise it returns a
+:class:`Tracked` call: the hook sends inside :meth:`Tracked.scope` (the span
+is current, lower layers see the GenAI marker and the HTTP instrumentations
+are suppressed, so one call gives one span whatever the stack), reports the
+response head with :meth:`Tracked.response`, feeds the body bytes to
+:meth:`Tracked.feed` as the application reads them, and ends with
+:meth:`Tracked.finish` (end of body), :meth:`Tracked.close` (the body closed,
+early or not) or :meth:`Tracked.fail` (an exception, the caller's unchanged).
+
+Streamed bodies (``text/event-stream``) go through the one SSE parser
+(:class:`routerscope.core.sse.SSEDecoder`) event by event: usage, finish
+reasons, time to first chunk, and errors carried inside a 200 stream.
+
+When the current span is the ``anthropic`` SDK's own span for this call, that
+span is enriched (attributes, metrics) instead of a second one started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterator, MutableMapping
+from typing import Any, Final
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from routerscope.core import otel, signals
+from routerscope.core.genai import (
+    LLMCall,
+    Recognised,
+    error_type_of,
+    is_recording,
+    provider_from_host,
+    recognise,
+    recording,
+)
+from routerscope.core.sse import SSEDecoder, json_data
+
+__all__ = ["MAX_BODY_PARSE", "Tracked", "is_suppressed", "set_capture_content", "start"]
+
+_logger = logging.getLogger("routerscope.telemetry")
+MAX_BODY_PARSE: Final = 4 * 1024 * 1024
+"""Request or response bytes parsed as JSON at most; a larger body is timed but not read."""
+ENRICHED_SCOPES: Final = frozenset({"com.anthropic.sdk.python"})
+"""Instrumentation scopes of SDK spans that are enriched rather than nested under."""
+_STREAM_END_EVENTS: Final = frozenset({"message_stop", "response.completed", "response.incomplete",
+                                       "response.failed"})
+MAX_CONTENT_ATTR: Final = 65536
+
+# the keys of OpenTelemetry's context that switch instrumentation off (the API defines them;
+# opentelemetry-instrumentation's helpers read the same keys)
+_SUPPRESS_KEY: Final = otel_context._SUPPRESS_INSTRUMENTATION_KEY
+_SUPPRESS_KEY_PLAIN: Final = "suppress_instrumentation"  # the older spelling, still honoured
+_SUPPRESS_HTTP_KEY: Final = otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY
+
+_capture_content = False
+
+
+def set_capture_content(on: bool) -> None:
+    """Record prompts and completions on spans (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``)."""
+    global _capture_content
+    _capture_content = on
+
+
+def is_suppressed() -> bool:
+    """True inside telemetry's own work (the SDK's exporters): such traffic is not the app's."""
+    return bool(otel_context.get_value(_SUPPRESS_KEY) or otel_context.get_value(_SUPPRESS_KEY_PLAIN))
+
+
+def _json(body: Any) -> dict[str, Any] | None:
+    if isinstance(body, bytes | bytearray | memoryview | str):
+        if len(body) > MAX_BODY_PARSE:
+            return None
+        try:
+            data = json.loads(bytes(body) if isinstance(body, memoryview) else body)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+    return body if isinstance(body, dict) else None
+
+
+def _sdk_span() -> Any:
+    """The current span when it is an SDK's own span for this call (enriched, not nested)."""
+    span = trace.get_current_span()
+    scope = getattr(span, "instrumentation_scope", None)
+    if scope is not None and getattr(scope, "name", None) in ENRICHED_SCOPES and span.is_recording():
+        return span
+    return None
+
+
+class Tracked:
+    """One LLM call seen at the HTTP layer, from request to the end of its body."""
+
+    __slots__ = ("_body", "_buf", "_done", "_error", "_http", "_sse", "_start", "_status",
+                 "call", "recognised")
+
+    def __init__(self, call: LLMCall, recognised: Recognised, http_attrs: dict[str, Any]) -> None:
+        self.call = call
+        self.recognised = recognised
+        self._http = http_attrs
+        self._start = time.perf_counter()
+        self._status: int | None = None
+        self._sse: SSEDecoder | None = None
+        self._buf: bytearray | None = None
+        self._error: str | None = None
+        self._done = False
+        self._body: Any = None
+
+    @contextlib.contextmanager
+    def scope(self, headers: MutableMapping[str, str] | None = None) -> Iterator[None]:
+        """Send inside this: the span is current, lower layers record nothing, trace context injected."""
+        ctx = trace.set_span_in_context(self.call.span)
+        ctx = otel_context.set_value(_SUPPRESS_HTTP_KEY, True, ctx)
+        token = otel_context.attach(ctx)
+        try:
+            with recording():
+                if headers is not None:
+                    try:
+                        from opentelemetry.propagate import inject  # after set-up: never at import
+
+                        inject(headers)
+                    except Exception:  # noqa: BLE001 - the call goes out without trace context
+                        otel.swallowed("genai.inject")
+                yield
+        finally:
+            otel_context.detach(token)
+
+    def response(self, status: int, content_type: str | None) -> None:
+        """The response head arrived: record the HTTP duration; choose how to read the body."""
+        try:
+            self._status = status
+            a = dict(self._http)
+            a[signals.HTTP_RESPONSE_STATUS_CODE] = status
+            if status >= 400:
+                a[signals.ERROR_TYPE] = str(status)
+            otel.record_later(signals.HTTP_CLIENT_REQUEST_DURATION, time.perf_counter() - self._start, a)
+            if "text/event-stream" in (content_type or ""):
+                self._sse = SSEDecoder()
+            else:
+                self._buf = bytearray()
+        except Exception:  # noqa: BLE001 - telemetry never breaks the call
+            otel.swallowed("genai.response")
+
+    def feed(self, chunk: bytes) -> None:
+        """Body bytes as the application (or its SDK) reads them."""
+        if self._done:
+            return
+        try:
+            if self._sse is not None:
+                for event in self._sse.feed(bytes(chunk)):
+                    self._event(event)
+            elif self._buf is not None:
+                if len(self._buf) + len(chunk) <= MAX_BODY_PARSE:
+                    self._buf += chunk
+                else:
+                    self._buf = None
+        except Exception:  # noqa: BLE001
+            otel.swallowed("genai.feed")
+
+    def _event(self, event: Any) -> None:
+        try:
+            data = json_data(event)
+        except ValueError:
+            return  # a non-JSON event is the application's business; usage is not in it
+        if data is None:  # [DONE]
+            self._done_stream()
+            return
+        self.call.observe_chunk(data)
+        if self._error is None:
+            self._error = error_type_of(None, data)
+        if isinstance(data, dict) and data.get("type") in _STREAM_END_EVENTS:
+            self._done_stream()
+
+    def _done_stream(self) -> None:
+        self._sse = None  # the rest of the body (if any) is not read
+
+    def finish(self) -> None:
+        """The body was read to its end."""
+        if self._done:
+            return
+        try:
+            if self._sse is not None:
+                for event in self._sse.close():
+                    self._event(event)
+            elif self._buf is not None:
+                self._body = _json(self._buf)
+                self._buf = None
+                self.call.observe_body(self._body)
+                if _capture_content and isinstance(self._body, dict):
+                    self._capture_output(self._body)
+        except Exception:  # noqa: BLE001
+            otel.swallowed("genai.finish")
+        self._end(self._error or error_type_of(self._status, self._body))
+
+    def close(self) -> None:
+        """The body was closed: before its end (and its last event) that is ``stream_closed``."""
+        if self._done:
+            return
+        if self._status is not None and self._buf is None and self._sse is None:
+            self._end(self._error)  # a stream whose last event was seen
+            return
+        if self._status is not None and self._status >= 400:
+            self._end(str(self._status))
+            return
+        self._end(self._error or "stream_closed")
+
+    def fail(self, exc: BaseException) -> None:
+        """The request or the body failed with ``exc`` (which the caller gets unchanged)."""
+        if self._done:
+            return
+        if self._status is None:  # no response: the HTTP record carries the error
+            try:
+                a = dict(self._http)
+                a[signals.ERROR_TYPE] = type(exc).__qualname__
+                otel.record_later(signals.HTTP_CLIENT_REQUEST_DURATION,
+                                  time.perf_counter() - self._start, a)
+            except Exception:  # noqa: BLE001
+                otel.swallowed("genai.fail")
+        self._end(type(exc).__qualname__, exc)
+
+    def _end(self, error: str | None, exc: BaseException | None = None) -> None:
+        self._done = True
+        attrs = {signals.HTTP_RESPONSE_STATUS_CODE: self._status} if self._status is not None else None
+        self.call.end(error, exception=exc, span_attributes=attrs)
+
+    def _capture_output(self, body: dict[str, Any]) -> None:
+        span = self.call.span
+        if not span.is_recording():
+            return
+        out: Any = [c.get("message") or c.get("text") for c in body.get("choices") or []
+                    if isinstance(c, dict)]
+        if not out:
+            out = body.get("content") or body.get("output")
+        span.set_attribute(signals.GEN_AI_OUTPUT_MESSAGES, json.dumps(out)[:MAX_CONTENT_ATTR])
+
+
+def start(method: str, url: str, host: str, port: int | None, scheme: str, path: str,
+          body: Any) -> Tracked | None:
+    """A :class:`Tracked` call for an LLM request, or None (not one, already recorded, or telemetry's own)."""
+    rec = recognise(path)
+    if rec is None or is_recording() or is_suppressed():
+        return None
+    try:
+        from routerscope.telemetry import redact
+
+        data = _json(body)
+        model = data.get("model") if data else None
+        port = port or (443 if scheme == "https" else 80)
+        http_attrs: dict[str, Any] = {
+            signals.HTTP_REQUEST_METHOD: method, signals.SERVER_ADDRESS: host,
+            signals.SERVER_PORT: port, signals.URL_SCHEME: scheme,
+        }
+        start_attrs = {**http_attrs, signals.URL_FULL: redact(url)}
+        if _capture_content and data:
+            msgs = data.get("messages", data.get("prompt", data.get("input")))
+            start_attrs[signals.GEN_AI_INPUT_MESSAGES] = redact(json.dumps(msgs))[:MAX_CONTENT_ATTR]
+        call = LLMCall(operation=rec.operation, model=model if isinstance(model, str) else None,
+                       provider=provider_from_host(host), server_address=host, server_port=port,
+                       request_params=data, span=_sdk_span(), span_attributes=start_attrs)
+    except Exception:  # noqa: BLE001 - instrumentation never breaks the call
+        otel.swallowed("genai.start")
+        return None
+    return Tracked(call, rec, http_attrs)
