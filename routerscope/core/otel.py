@@ -11,7 +11,8 @@ import logging
 import os
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -94,6 +95,75 @@ def observe(m: Metric, read: Callable[[], Reading]) -> None:
         mt.create_observable_gauge(m.name, [callback], unit=m.unit, description=m.description)
 
 
+# --- work off the main thread, and fork() -----------------------------------------------
+
+FORK_WAIT_S = 5.0
+"""How long ``fork()`` waits for background work in progress before it goes ahead."""
+
+
+class _ForkGate:
+    """Background work (a lazy import, an export) runs inside :meth:`hold`; fork() waits for it.
+
+    A ``fork()`` made while another thread imports a module or holds a lock copies
+    that state into the child, where the thread that would release it does not
+    exist: the child's next import of that module, or its next export, waits
+    forever. Any number of threads may hold the gate at once; ``fork()`` closes it
+    to new holders, waits until the holders are gone (at most :data:`FORK_WAIT_S`),
+    and the child starts with a fresh, open gate.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._holders = 0
+        self._forking = False
+        self._mine = threading.local()
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        depth = getattr(self._mine, "depth", 0)
+        if depth == 0:  # a thread already inside never waits on a fork it would block
+            with self._cond:
+                self._cond.wait_for(lambda: not self._forking, timeout=FORK_WAIT_S)
+                self._holders += 1
+        self._mine.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._mine.depth = depth
+            if depth == 0:
+                with self._cond:
+                    self._holders -= 1
+                    self._cond.notify_all()
+
+    def before_fork(self) -> None:
+        with self._cond:
+            self._forking = True
+            self._cond.wait_for(lambda: self._holders == 0, timeout=FORK_WAIT_S)
+
+    def after_fork_in_parent(self) -> None:
+        with self._cond:
+            self._forking = False
+            self._cond.notify_all()
+
+    def after_fork_in_child(self) -> None:
+        self.__init__()  # type: ignore[misc]  # the parent's threads are not here
+
+
+_gate = _ForkGate()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_gate.before_fork, after_in_parent=_gate.after_fork_in_parent,
+                        after_in_child=_gate.after_fork_in_child)
+
+
+def background_work() -> Any:
+    """Context manager for work on a background thread that ``fork()`` must not cut in half.
+
+    Wrap lazy imports and exports done off the main thread in it; a ``fork()`` from
+    any thread waits for them to finish (at most :data:`FORK_WAIT_S`).
+    """
+    return _gate.hold()
+
+
 # --- deferred recording ------------------------------------------------------------------
 
 MAX_DEFERRED = 65_536
@@ -143,7 +213,7 @@ class _Deferred:
             self.drain()
 
     def drain(self) -> None:
-        with self._drain_lock:
+        with background_work(), self._drain_lock:  # a fork() waits: SDK locks stay consistent
             q = self.queue
             while q:
                 try:

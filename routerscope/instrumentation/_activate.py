@@ -120,16 +120,19 @@ def _stop_instrumenting() -> None:
 
 
 def _instrument_requests() -> None:
-    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+    from routerscope.core.otel import background_work
 
-    from routerscope.instrumentation._requests import instrument_beneath
+    with background_work():  # fork() waits for this import to finish
+        from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
-    with _lock:
-        if _stopping:
-            return
-        inst = RequestsInstrumentor()
-        if not inst.is_instrumented_by_opentelemetry:
-            instrument_beneath(inst.instrument)
+        from routerscope.instrumentation._requests import instrument_beneath
+
+        with _lock:
+            if _stopping:
+                return
+            inst = RequestsInstrumentor()
+            if not inst.is_instrumented_by_opentelemetry:
+                instrument_beneath(inst.instrument)
     _requests_instrumented.set()
 
 
@@ -155,9 +158,13 @@ def _hardware_later() -> None:
         if threading.Event().wait(HARDWARE_EVENT_DELAY):
             return
         try:
-            from routerscope.core.batch import detect_hardware, emit_hardware
+            from routerscope.core.otel import background_work
 
-            emit_hardware(detect_hardware(use_torch="torch" in sys.modules))
+            with background_work():
+                from routerscope.core.batch import detect_hardware, emit_hardware
+
+                hardware = detect_hardware(use_torch="torch" in sys.modules)
+            emit_hardware(hardware)
         except Exception:
             _logger.debug("hardware detection failed", exc_info=True)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +46,14 @@ def _env_endpoint(signal: str) -> str:
     return f"{base.rstrip('/')}/v1/{signal}"
 
 
+def _reset_in_child(ref: weakref.ref[_Lazy]) -> Any:
+    def reset() -> None:
+        lazy = ref()
+        if lazy is not None:
+            lazy._after_fork_in_child()
+    return reset
+
+
 class _Lazy:
     _module = ""
     _cls = ""
@@ -55,6 +64,13 @@ class _Lazy:
         self._inner: Any = None
         self._lock = threading.Lock()
         self._closed = False
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_reset_in_child(weakref.ref(self)))
+
+    def _after_fork_in_child(self) -> None:
+        """The child builds its own exporter: the parent's HTTP session and sockets stay the parent's."""
+        self._inner = None
+        self._lock = threading.Lock()
 
     def _get(self) -> Any:
         if self._inner is None:
@@ -65,6 +81,20 @@ class _Lazy:
                     cls = getattr(importlib.import_module(self._module), self._cls)
                     self._inner = cls(**self._kwargs)
         return self._inner
+
+    def prepare(self) -> None:
+        """Build the real exporter now (shutdown does, before the providers stop)."""
+        from routerscope.core.otel import background_work
+
+        with background_work():
+            self._get()
+
+    def _export(self, *args: Any, **kwargs: Any) -> Any:
+        """Build the exporter if needed and export; fork() waits for both to finish."""
+        from routerscope.core.otel import background_work
+
+        with background_work():
+            return self._get().export(*args, **kwargs)
 
     def _shutdown(self) -> None:
         self._closed = True
@@ -105,7 +135,7 @@ class LazyOTLPSpanExporter(_Lazy, SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._closed:
             return SpanExportResult.FAILURE
-        return self._get().export(spans)  # type: ignore[no-any-return]
+        return self._export(spans)  # type: ignore[no-any-return]
 
     def shutdown(self) -> None:
         self._shutdown()
@@ -122,7 +152,7 @@ class LazyOTLPLogExporter(_Lazy, LogRecordExporter):
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
         if self._closed:
             return LogRecordExportResult.FAILURE
-        return self._get().export(batch)  # type: ignore[no-any-return]
+        return self._export(batch)  # type: ignore[no-any-return]
 
     def shutdown(self) -> None:
         self._shutdown()
@@ -162,7 +192,7 @@ class LazyOTLPMetricExporter(_Lazy, MetricExporter):
                **kwargs: Any) -> MetricExportResult:
         if self._closed:
             return MetricExportResult.FAILURE
-        return self._get().export(metrics_data, timeout_millis=timeout_millis)  # type: ignore[no-any-return]
+        return self._export(metrics_data, timeout_millis=timeout_millis)  # type: ignore[no-any-return]
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return True

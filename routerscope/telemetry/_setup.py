@@ -138,12 +138,27 @@ def _configure_metrics(state: _State, readers: Sequence[Any], otlp: bool) -> Non
 
         exporter = LazyOTLPMetricExporter(endpoint=_endpoint("metrics"))
         state.lazy_exporters.append(exporter)
-        all_readers.append(PeriodicExportingMetricReader(exporter))
+        all_readers.append(_fork_safe_reader(PeriodicExportingMetricReader)(exporter))
     mp = MeterProvider(resource=_resource(state.settings), metric_readers=all_readers,
                        views=_views(), shutdown_on_exit=False)
     metrics.set_meter_provider(mp)
     state.meter_provider = mp
     state.owned.append(mp)
+
+
+def _fork_safe_reader(base: type) -> type:
+    """``base`` whose collections (and the export inside them) a ``fork()`` waits for.
+
+    The SDK's periodic reader restarts its thread in a forked child but keeps its
+    export lock and its storage locks as they were: forked mid-collection, the
+    child's flushes would wait on them forever.
+    """
+    class ForkSafeReader(base):  # type: ignore[misc]
+        def collect(self, timeout_millis: float = 10_000) -> None:
+            with otel.background_work():
+                super().collect(timeout_millis=timeout_millis)
+
+    return ForkSafeReader
 
 
 def _configure_traces(state: _State, exporters: Sequence[Any], otlp: bool) -> None:
@@ -258,6 +273,12 @@ def shutdown(timeout_s: float | None = None) -> bool:
     if closed:
         _logger.warning("routerscope: nothing listens at %s; telemetry not flushed",
                         ", ".join(sorted({str(e.endpoint() or e._signal) for e in closed})))
+    # An exporter first built by the final collection would ask the already shut-down
+    # MeterProvider for its self-metrics meter (the SDK then warns at every exit): build
+    # them now, while the providers are alive. Their import happens at exit either way.
+    for e in st.lazy_exporters:
+        if not e._closed:
+            _run_bounded([e.prepare], timeout * 0.2)
     # metrics last so the other providers' final self-metrics can still be collected
     traces_logs = [p.shutdown for p in (st.tracer_provider, st.logger_provider)
                    if p in st.owned]

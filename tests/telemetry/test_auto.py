@@ -178,22 +178,25 @@ def test_joins_existing_providers(receiver: OTLPReceiver, provider: FakeProvider
 
 
 def test_survives_fork(receiver: OTLPReceiver, provider: FakeProvider) -> None:
-    """After fork() the child's spans are exported by restarted workers."""
+    """20 forks made right after the import, while its threads still start: every child exports."""
     code = (
         "import os, routerscope.auto\n"
         "from opentelemetry import trace\n"
         "from routerscope.telemetry import force_flush\n"
-        "pid = os.fork()\n"
-        "if pid == 0:\n"
-        "    with trace.get_tracer('t').start_as_current_span('in-child'): pass\n"
-        "    force_flush(10); os._exit(0)\n"
-        "os.waitpid(pid, 0)\n"
+        "for i in range(20):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        with trace.get_tracer('t').start_as_current_span(f'in-child-{i}'): pass\n"
+        "        os._exit(0 if force_flush(10) else 3)\n"
+        "    _, status = os.waitpid(pid, 0)\n"
+        "    assert os.waitstatus_to_exitcode(status) == 0, (i, status)\n"
         "with trace.get_tracer('t').start_as_current_span('in-parent'): pass\n"
     )
     out = run_python(code, _env(receiver, provider))
     assert out.returncode == 0, out.stderr
-    assert receiver.wait_for(lambda: {"in-child", "in-parent"} <= {s.name for _, s in
-                                                                  receiver.spans()}, 10)
+    want = {f"in-child-{i}" for i in range(20)} | {"in-parent"}
+    assert receiver.wait_for(lambda: want <= {s.name for _, s in receiver.spans()}, 20), (
+        want - {s.name for _, s in receiver.spans()})
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="opentelemetry-instrument run is linux-tested")
@@ -218,3 +221,13 @@ def test_opentelemetry_instrument_entry_points(receiver: OTLPReceiver,
     names = {s.name for _, s in receiver.spans()}
     assert "chat openai/gpt-4o-mini" in names
     assert signals.POOL_REQUESTS.name in receiver.metric_names()
+
+
+def test_exit_prints_nothing_of_ours(receiver: OTLPReceiver, provider: FakeProvider) -> None:
+    """A short script under the import exits without SDK warnings, and its metrics still arrive."""
+    code = "import routerscope.auto\nprint('app done')\n"
+    out = run_python(code, _env(receiver, provider, ROUTERSCOPE_LOG_FORMAT="none"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "app done\n"
+    assert "MeterProvider" not in out.stderr, out.stderr
+    assert receiver.wait_for(lambda: signals.STARTUP_DURATION.name in receiver.metric_names(), 10)
