@@ -190,10 +190,13 @@ class _JsonLinesLog(logging.handlers.RotatingFileHandler):
     def write(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":"))
         self.handle(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
-        with self.lock:  # one open file per write, none held between writes
+        self.acquire()
+        try:  # one open file per write, none held between writes
             if self.stream is not None:
                 self.stream.close()
-                self.stream = None  # type: ignore[assignment]
+                self.stream = None  # FileHandler reopens on None
+        finally:
+            self.release()
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
         if not self._warned:  # once: a full or read-only disk fails every write
