@@ -544,6 +544,12 @@ def _register(monitor: MemoryMonitor) -> None:
     otel.observe(signals.MEMORY_LEAK_SUSPECTED,
                   monitor_value(lambda m: 1.0 if m.leak_suspected else 0.0))
 
+    def limit() -> list[tuple[float, dict[str, Any]]]:
+        m = _active()
+        return [] if m is None or m._rss_limit is None else [(m._rss_limit.limit, {})]
+
+    otel.observe(signals.MEMORY_RSS_LIMIT, limit)
+
 
 _global: MemoryMonitor | None = None
 _global_lock = threading.Lock()
