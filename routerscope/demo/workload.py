@@ -51,9 +51,6 @@ def main(argv: list[str] | None = None) -> int:
     from routerscope.instrumentation import memory_monitor
 
     monitor = memory_monitor()
-    if monitor is not None:  # alert a little above where we start, so growth crosses it
-        rss_mb = monitor.sample_once().rss / 2**20
-        monitor.set_rss_limit(rss_mb + 48)
     router.optimizer.recommend_all(["Llama-3.1-8B", "Phi-3-mini-4k", "Mistral-7B-v0.3"])
 
     hog: list[bytearray] = []  # the slow leak the monitor should notice
@@ -69,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(total):
         if time.monotonic() > deadline:
             break
+        if i == total // 6 and monitor is not None:  # warmed up: let the leak cross a limit
+            rss_mb = monitor.sample_once().rss / 2**20
+            leak_left = (total - i) / 4  # MB still to leak: warn at 35 % of it, alert at 70 %
+            monitor.set_rss_limit(rss_mb + 0.7 * leak_left,
+                                  warn_fraction=(rss_mb + 0.35 * leak_left) / (rss_mb + 0.7 * leak_left))
         if i == burst_at and args.burst:
             emit({"event": "burst", "at": i})
         if i % 2 == 0:
