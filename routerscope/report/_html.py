@@ -24,9 +24,10 @@ img { max-width: 100%; border: 1px solid #e0e0e0; margin: 0.5em 0; }
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
     h = "".join(f"<th>{html.escape(c)}</th>" for c in head)
+    thead = f"<thead><tr>{h}</tr></thead>" if any(head) else ""
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
                    for r in rows)
-    return f"<table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table>{thead}<tbody>{body}</tbody></table>"
 
 
 def _img(path: Path) -> str:
