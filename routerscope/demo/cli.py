@@ -8,7 +8,7 @@
    "import routerscope.auto": repeated and new local models through the cache,
    API calls to several models through requests and the openai SDK (some
    streamed), a burst of 429/503 answers that the pooled session retries, and a
-   slow memory leak that the memory monitor reports with its default settings.
+   memory leak that the memory monitor reports with its default settings.
 4. Writes the report (summary.md, PNG charts, report.html) and prints its
    headline numbers, computed from the telemetry file by the report's code.
 """
