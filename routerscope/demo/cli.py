@@ -196,7 +196,7 @@ def _workload(args: argparse.Namespace, provider: FakeProvider, port: int,
     for line in proc.stdout:
         try:
             ev = json.loads(line)
-        except ValueError:
+        except ValueError:  # not one of our JSON lines (a stray print): skip it
             continue
         kind = ev.get("event")
         if kind == "progress":
@@ -228,7 +228,7 @@ def _drain(port: int, timeout: float = 30.0) -> None:
             if st["queue"]["requests"] == 0:
                 return
         except (requests.RequestException, ValueError, KeyError):
-            pass
+            pass  # the sidecar is still starting or busy: ask again until the deadline
         time.sleep(0.2)
 
 

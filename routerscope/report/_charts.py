@@ -135,8 +135,12 @@ def _quantile_bars(plt: Any, qs: dict[str, dict[str, float]], calls: dict[str, i
                   or ["(no data)"])
     ax.invert_yaxis()
     if values:
+        from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
         ax.set_xscale("log")
         ax.set_xlim(min(values) / 1.5, max(values) * 3)
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("seconds (log scale)")
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title)

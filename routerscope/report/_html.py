@@ -59,6 +59,8 @@ def page(sm: Summary, tel: Telemetry, charts: list[Path]) -> str:
     for name, title in (("startup.png", None), ("cache_hit_rate.png", "Model cache"),
                         ("memory.png", "Memory"), ("api_latency.png", "API latency"),
                         ("time_to_first_chunk.png", "Time to first chunk")):
+        if title == "Time to first chunk" and not sm.ttfc:
+            continue
         if title:
             parts.append(f"<h2>{title}</h2>")
         if title == "Memory":
