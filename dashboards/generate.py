@@ -80,6 +80,10 @@ def rows() -> list[tuple[str, list[P]]]:
     lat = [q(f"histogram_quantile({p}, sum by (le, {model}, {provider}) "
              f"(rate({n(dur, '_bucket')}{{{SEL}}}[{RI}])))", f"p{int(p * 100)} {{{{{model}}}}}")
            for p in (0.5, 0.95, 0.99)]
+    ttfc = s.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK
+    first_chunk = [q(f"histogram_quantile({p}, sum by (le, {model}, {provider}) "
+                     f"(rate({n(ttfc, '_bucket')}{{{SEL}}}[{RI}])))",
+                     f"p{int(p * 100)} {{{{{model}}}}}") for p in (0.5, 0.95)]
     phase = label(s.ATTR_STARTUP_PHASE)
     st = s.STARTUP_DURATION
     lazy_owner, lazy_attr = label(s.ATTR_LAZY_OWNER), label(s.ATTR_LAZY_ATTRIBUTE)
@@ -166,6 +170,9 @@ def rows() -> list[tuple[str, list[P]]]:
             P("LLM call latency p50 / p95 / p99 by model and provider", lat, "s",
               dur.description + " From the gen_ai.client.operation.duration histogram.",
               width=12, links=[trace_link]),
+            P("Time to first chunk p50 / p95 by model (streamed calls)", first_chunk, "s",
+              ttfc.description + " From the gen_ai.client.operation.time_to_first_chunk "
+              "histogram; empty when no call streams.", width=12, links=[trace_link]),
             P("Request rate by model", [q(
                 f"sum by ({model}) (rate({n(dur, '_count')}{{{SEL}}}[{RI}]))",
                 f"{{{{{model}}}}}")], "reqps", "LLM calls per second by requested model.",

@@ -38,3 +38,11 @@ fetch trixie victoria-metrics usr/bin/victoria-metrics victoria-metrics
 fetch sid promtool usr/bin/promtool promtool
 "$dest/promtool" --version | head -n 1
 test -x "$dest/victoria-metrics" && echo "victoria-metrics: $dest/victoria-metrics"
+
+# chromium: the headless browser the report test screenshots report.html with (Debian's own
+# package, installed system-wide; skipped when it is already there).
+if ! command -v chromium >/dev/null 2>&1; then
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+command -v chromium >/dev/null && echo "chromium: $(command -v chromium)"

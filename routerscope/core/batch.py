@@ -30,11 +30,12 @@ __all__ = [
     "PROFILES",
     "BatchOptimizer",
     "DeviceInfo",
+    "DoctorReport",
     "HardwareInfo",
     "ModelProfile",
     "Recommendation",
     "detect_hardware",
-    "run_doctor",
+    "doctor",
 ]
 
 _log = get_logger("routerscope.batch")
@@ -340,14 +341,6 @@ class BatchOptimizer:
                       max_context=r.max_context, context=r.context)
         return recs
 
-    def print_recommendations(self, models: list[str] | None = None, *, context: int = 4096,
-                              batch: int = 1) -> None:
-        """Print the hardware and a table of recommendations (the seed's entry point)."""
-        print(format_hardware(self.hardware))
-        print()
-        print(format_table(self.recommend_all(models, context=context, batch=batch),
-                           context, batch))
-
 
 _published: list[BatchOptimizer] = []
 
@@ -377,56 +370,26 @@ def emit_hardware(hw: HardwareInfo) -> None:
               devices=[d.name for d in hw.devices], torch=hw.torch_version, mps=hw.mps)
 
 
-def format_hardware(hw: HardwareInfo) -> str:
-    lines = [f"CPU: {hw.cpu_logical} logical cores"
-             + (f" ({hw.cpu_physical} physical)" if hw.cpu_physical else ""),
-             f"RAM: {hw.ram_total / _GB:.1f} GiB total, {hw.ram_available / _GB:.1f} GiB available",
-             f"torch: {hw.torch_version or 'not installed (psutil only)'}"]
-    for d in hw.cuda:
-        cc = f", compute {d.compute_capability[0]}.{d.compute_capability[1]}" \
-            if d.compute_capability else ""
-        lines.append(f"{d.name}: {d.description}, {d.total_bytes / _GB:.1f} GiB total, "
-                     f"{d.free_bytes / _GB:.1f} GiB free{cc}")
-    if not hw.cuda:
-        lines.append("CUDA: none")
-    lines.append(f"MPS: {'available' if hw.mps else 'no'}")
-    return "\n".join(lines)
+@dataclass(frozen=True)
+class DoctorReport:
+    """What ``routerscope doctor`` shows: the hardware and one recommendation per model/device."""
+
+    hardware: HardwareInfo
+    recommendations: list[Recommendation]
+    context: int
+    batch: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hardware": self.hardware.to_dict(),
+                "recommendations": [asdict(r) for r in self.recommendations]}
 
 
-def format_table(recs: list[Recommendation], context: int, batch: int) -> str:
-    head = ("model", "device", "dtype", "weights GiB", "KV KiB/token",
-            f"max batch @ {context}", f"max context @ batch {batch}", "advice")
-    rows = [head]
-    for r in recs:
-        rows.append((r.model, r.device, r.dtype, f"{r.weight_bytes / _GB:.1f}",
-                     f"{r.kv_bytes_per_token / 1024:.0f}",
-                     str(r.max_batch), str(r.max_context),
-                     "fits" if r.fits else "; ".join(r.advice) or "does not fit"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head) - 1)]
-    out = []
-    for n, row in enumerate(rows):
-        cells = [c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)]
-        out.append("  ".join([*cells, row[-1]]))
-        if n == 0:
-            out.append("  ".join(["-" * w for w in widths] + ["-" * 6]))
-    return "\n".join(out)
+def doctor(*, context: int = 4096, batch: int = 1,
+           models: list[str] | None = None) -> DoctorReport:
+    """Detect the hardware and recommend for ``models`` (default: every built-in profile).
 
-
-def run_doctor(*, context: int = 4096, batch: int = 1, models: list[str] | None = None,
-               as_json: bool = False) -> int:
-    """``routerscope doctor``: hardware and recommendations, as a table or JSON."""
+    Raises ``ValueError`` for an unknown model (the message lists the choices).
+    """
     opt = BatchOptimizer()
-    try:
-        recs = opt.recommend_all(models, context=context, batch=batch)
-    except ValueError as exc:
-        print(f"routerscope doctor: {exc}")
-        return 2
-    if as_json:
-        print(json.dumps({"hardware": opt.hardware.to_dict(),
-                          "recommendations": [asdict(r) for r in recs]}, indent=2))
-        return 0
-    print(format_hardware(opt.hardware))
-    print()
-    print(format_table(recs, context, batch))
-    return 0
-
+    recs = opt.recommend_all(models, context=context, batch=batch)
+    return DoctorReport(opt.hardware, recs, context, batch)

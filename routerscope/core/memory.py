@@ -13,20 +13,38 @@ Trend
     are full of spikes (a batch, a GC cycle), so we pay O(n²) on at most
     :data:`MAX_TREND_POINTS` points instead.
 Leak
-    "leak suspected" while the slope has stayed above ``leak_threshold_mb_per_min``
-    for a whole window.
+    "leak suspected" when RSS has grown steadily over the last ``L`` seconds:
+    the Theil-Sen slope over those ``L`` seconds is above
+    ``leak_threshold_mb_per_min``; each half of them grew at over half the
+    threshold and by at least a quarter of ``leak_min_growth_mb`` (so one
+    allocation followed by a plateau, a step, is not a leak: one half is flat);
+    and the growth over them (slope * ``L``) is at least ``leak_min_growth_mb``.
+    ``L = max(leak_min_span, leak_min_growth_mb / recent slope)``, capped at
+    ``window``, where the recent slope is the one over the last ``leak_min_span``
+    seconds. A leak of ``r`` MB/min (``r`` above the threshold) is therefore
+    flagged about ``max(leak_min_span, 60 * leak_min_growth_mb / r)`` seconds
+    after it starts: with the defaults (10 MB/min, 10 s, 16 MB) 10 s at 96 MB/min
+    or more, 48 s at 20 MB/min, about 90 s just above 10 MB/min. Growth that
+    lasts less than about half of ``leak_min_span`` is a step; a longer burst of
+    growth (a model loading for many seconds) is flagged while it lasts. The flag
+    clears when the slope over the last ``leak_min_span`` seconds falls to half
+    the threshold or below (growth stopped).
 Alerts
     ``rss_warning`` when RSS passes ``warn_fraction`` of ``rss_limit_mb``, ``rss``
     when it passes the limit, and ``system_percent`` when system memory passes
-    ``percent_limit``; with hysteresis: one alert when a value crosses its limit,
-    re-armed only after it falls below ``limit * (1 - hysteresis)``. Each alert
-    carries an estimate of the minutes left at the current trend: until the RSS
-    limit for a warning, until physical RAM is exhausted for the others.
+    ``percent_limit`` (the kinds, in ``routerscope.memory.alerts{kind}`` and the
+    log: ``rss_warning``, ``rss``, ``system_percent``); with hysteresis: one alert
+    when a value crosses its limit, re-armed only after it falls below
+    ``limit * (1 - hysteresis)``. Each alert carries an estimate of the minutes
+    left at the current trend: until the RSS limit for a warning, until physical
+    RAM is exhausted for the others.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import logging.handlers
 import os
 import sys
 import threading
@@ -56,6 +74,9 @@ MAX_TREND_POINTS: Final = 120
 DEFAULT_INTERVAL: Final = 1.0
 DEFAULT_WINDOW: Final = 300.0
 DEFAULT_LEAK_MB_PER_MIN: Final = 10.0
+DEFAULT_LEAK_MIN_SPAN: Final = 10.0  # seconds of growth before a leak can be suspected
+DEFAULT_LEAK_MIN_GROWTH_MB: Final = 16.0  # MB of steady growth before a leak is suspected
+LEAK_CHECK_POINTS: Final = 40  # points per Theil-Sen estimate in the leak check
 DEFAULT_PERCENT_LIMIT: Final = 90.0
 DEFAULT_HYSTERESIS: Final = 0.05
 DEFAULT_WARN_FRACTION: Final = 0.8
@@ -74,7 +95,7 @@ class MemorySample:
 
 @dataclass(frozen=True, slots=True)
 class MemoryAlert:
-    kind: str  # "rss" or "system_percent"
+    kind: str  # "rss_warning", "rss" or "system_percent"
     value: float
     limit: float
     slope_bytes_per_min: float
@@ -82,12 +103,13 @@ class MemoryAlert:
     t: float
 
 
-def theil_sen_slope(points: list[tuple[float, float]]) -> float:
+def theil_sen_slope(points: list[tuple[float, float]],
+                    max_points: int = MAX_TREND_POINTS) -> float:
     """Median of pairwise slopes of (x, y) points; 0.0 with fewer than two x values."""
     n = len(points)
-    if n > MAX_TREND_POINTS:  # evenly thin the series; keeps the estimator's robustness
-        step = n / MAX_TREND_POINTS
-        points = [points[int(i * step)] for i in range(MAX_TREND_POINTS)]
+    if n > max_points:  # evenly thin the series; keeps the estimator's robustness
+        step = n / max_points
+        points = [points[int(i * step)] for i in range(max_points)]
         n = len(points)
     slopes = []
     for i in range(n):
@@ -123,6 +145,19 @@ class Trend:
     def span(self) -> float:
         return self._points[-1][0] - self._points[0][0] if len(self._points) > 1 else 0.0
 
+    def last(self, seconds: float) -> list[tuple[float, float]]:
+        """The points of the last ``seconds`` (up to the newest one)."""
+        if not self._points:
+            return []
+        since = self._points[-1][0] - seconds
+        out = []
+        for p in reversed(self._points):
+            if p[0] < since:
+                break
+            out.append(p)
+        out.reverse()
+        return out
+
 
 class Threshold:
     """One limit with hysteresis: :meth:`check` is True once per upward crossing."""
@@ -143,34 +178,30 @@ class Threshold:
         return False
 
 
-class _JsonLinesLog:
-    """Append-only JSON lines with size-based rotation (path, path.1 ... path.N)."""
+class _JsonLinesLog(logging.handlers.RotatingFileHandler):
+    """JSON lines rotated by size (path, path.1 ... path.N): the standard library's handler."""
 
     def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
-        self.path = path
-        self.max_bytes = max_bytes
-        self.backups = backups
         path.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8",
+                         delay=True)
+        self._warned = False
 
     def write(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, separators=(",", ":")) + "\n"
-        try:
-            if self.path.exists() and self.path.stat().st_size + len(line) > self.max_bytes:
-                self._rotate()
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(line)
-        except OSError:
-            _log.warning("memory log not writable", path=str(self.path))
+        line = json.dumps(record, separators=(",", ":"))
+        self.handle(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
+        self.acquire()
+        try:  # one open file per write, none held between writes
+            if self.stream is not None:
+                self.stream.close()
+                self.stream = None  # FileHandler reopens on None
+        finally:
+            self.release()
 
-    def _rotate(self) -> None:
-        for i in range(self.backups - 1, 0, -1):
-            src = self.path.with_name(f"{self.path.name}.{i}")
-            if src.exists():
-                os.replace(src, self.path.with_name(f"{self.path.name}.{i + 1}"))
-        if self.backups > 0:
-            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
-        else:
-            self.path.unlink()
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        if not self._warned:  # once: a full or read-only disk fails every write
+            self._warned = True
+            _log.warning("memory log not writable", path=self.baseFilename)
 
 
 Sampler = Callable[[], MemorySample]
@@ -186,6 +217,7 @@ def _cuda_reading() -> dict[int, tuple[int, int]]:
         return {i: (int(torch.cuda.memory_allocated(i)), int(torch.cuda.memory_reserved(i)))
                 for i in range(torch.cuda.device_count())}
     except Exception:  # noqa: BLE001
+        otel.swallowed("memory.cuda")
         return {}
 
 
@@ -211,6 +243,8 @@ class MemoryMonitor:
         *,
         window: float = DEFAULT_WINDOW,
         leak_threshold_mb_per_min: float = DEFAULT_LEAK_MB_PER_MIN,
+        leak_min_span: float = DEFAULT_LEAK_MIN_SPAN,
+        leak_min_growth_mb: float = DEFAULT_LEAK_MIN_GROWTH_MB,
         rss_limit_mb: float | None = None,
         warn_fraction: float = DEFAULT_WARN_FRACTION,
         percent_limit: float | None = DEFAULT_PERCENT_LIMIT,
@@ -226,7 +260,12 @@ class MemoryMonitor:
             raise ValueError(f"interval must be > 0 seconds, got {interval}")
         self.interval = interval
         self.trend = Trend(window)
+        if leak_min_span <= 0 or leak_min_growth_mb < 0 or log_backups < 1:
+            raise ValueError("leak_min_span must be > 0, leak_min_growth_mb >= 0 "
+                             "and log_backups >= 1")
         self.leak_threshold = leak_threshold_mb_per_min * _MB
+        self.leak_min_span = min(leak_min_span, window)
+        self.leak_min_growth = leak_min_growth_mb * _MB
         self._rss_limit = Threshold(rss_limit_mb * _MB, hysteresis) if rss_limit_mb else None
         self._rss_warn = (Threshold(rss_limit_mb * _MB * warn_fraction, hysteresis)
                           if rss_limit_mb and 0 < warn_fraction < 1 else None)
@@ -239,7 +278,6 @@ class MemoryMonitor:
         self.alerts: list[MemoryAlert] = []
         self.slope = 0.0
         self.leak_suspected = False
-        self._above_since: float | None = None
         _zero_alert_counters()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -338,19 +376,41 @@ class MemoryMonitor:
                 self._log.write({"type": "alert", **asdict(a)})
 
     def _update_leak(self, t: float, slope: float) -> None:
-        if slope > self.leak_threshold:
-            if self._above_since is None:
-                self._above_since = t
-            full = t - self._above_since >= self.trend.window * 0.999 \
-                and self.trend.span() >= self.trend.window * 0.5
-            if full and not self.leak_suspected:
-                self.leak_suspected = True
-                _log.warning(signals.EVENT_LEAK_SUSPECTED,
-                             slope_mb_per_min=round(slope / _MB, 3),
-                             window_s=self.trend.window)
-        else:
-            self._above_since = None
-            self.leak_suspected = False
+        if self.leak_suspected:
+            if self._recent_slope() <= self.leak_threshold / 2:  # growth stopped
+                self.leak_suspected = False
+            return
+        if self._growing():
+            self.leak_suspected = True
+            _log.warning(signals.EVENT_LEAK_SUSPECTED,
+                         slope_mb_per_min=round(slope / _MB, 3),
+                         window_s=self.trend.window)
+
+    def _recent_slope(self) -> float:
+        """Theil-Sen slope over the last ``leak_min_span`` seconds, bytes per minute."""
+        return theil_sen_slope(self.trend.last(self.leak_min_span), LEAK_CHECK_POINTS) * 60
+
+    def _growing(self) -> bool:
+        """Steady growth over the last L seconds (see the module docstring)."""
+        if self.trend.span() < self.leak_min_span * 0.999:
+            return False
+        recent = self._recent_slope()
+        if recent <= self.leak_threshold:
+            return False
+        needed = max(self.leak_min_span, 60 * self.leak_min_growth / recent)
+        if needed > self.trend.window or self.trend.span() < needed * 0.999:
+            return False  # not enough history yet for this rate
+        pts = self.trend.last(needed)
+        per_min = theil_sen_slope(pts, LEAK_CHECK_POINTS) * 60
+        if per_min <= self.leak_threshold or per_min * needed / 60 < self.leak_min_growth:
+            return False
+        mid = pts[-1][0] - needed / 2
+        for half in ([p for p in pts if p[0] <= mid], [p for p in pts if p[0] >= mid]):
+            half_per_min = theil_sen_slope(half, LEAK_CHECK_POINTS) * 60
+            if (half_per_min <= self.leak_threshold / 2
+                    or half_per_min * needed / 120 < self.leak_min_growth / 4):
+                return False  # this half did not grow: a step, not a leak
+        return True
 
     def _alert(self, kind: str, value: float, limit: float, slope: float,
                s: MemorySample) -> MemoryAlert:
@@ -375,8 +435,8 @@ class MemoryMonitor:
                 slope_mb_per_min=round(slope / _MB, 3),
                 minutes_to_limit=None if minutes is None else round(minutes, 1),
             )
-        except Exception:  # noqa: BLE001
-            pass
+        except Exception:  # noqa: BLE001 - telemetry never breaks the monitor
+            otel.swallowed("memory.alert")
         if self.on_alert is not None:
             try:
                 self.on_alert(alert)
@@ -426,8 +486,10 @@ def _zero_alert_counters() -> None:
         counter = otel.instrument(signals.MEMORY_ALERTS)
         for kind in _ALERT_KINDS:
             counter.add(0, {signals.ATTR_MEMORY_ALERT_KIND: kind})
-    except Exception:  # noqa: BLE001
-        pass
+    except Exception:  # noqa: BLE001 - telemetry never breaks the monitor
+        otel.swallowed("memory.zero_alerts")
+
+
 _obs_registered = False
 
 
@@ -481,6 +543,12 @@ def _register(monitor: MemoryMonitor) -> None:
     otel.observe(signals.MEMORY_TREND, monitor_value(lambda m: m.slope / 60.0))
     otel.observe(signals.MEMORY_LEAK_SUSPECTED,
                   monitor_value(lambda m: 1.0 if m.leak_suspected else 0.0))
+
+    def limit() -> list[tuple[float, dict[str, Any]]]:
+        m = _active()
+        return [] if m is None or m._rss_limit is None else [(m._rss_limit.limit, {})]
+
+    otel.observe(signals.MEMORY_RSS_LIMIT, limit)
 
 
 _global: MemoryMonitor | None = None

@@ -249,7 +249,10 @@ MEMORY_LEAK_SUSPECTED: Final = Metric(
     "routerscope.memory.leak_suspected",
     "1",
     "gauge",
-    "1 while the RSS slope has stayed above the leak threshold for a whole window.",
+    "1 while the memory monitor suspects a leak (steady RSS growth; see core/memory.py).",
+)
+MEMORY_RSS_LIMIT: Final = Metric(
+    "routerscope.memory.rss_limit", "By", "gauge", "The memory monitor's RSS alert limit, when set."
 )
 MEMORY_ALERTS: Final = Metric(
     "routerscope.memory.alerts", "{alert}", "counter", "Memory alerts raised, by kind."

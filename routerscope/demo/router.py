@@ -2,7 +2,9 @@
 
 ``DemoRouter`` uses the five quick-wins (pooled client, ``@lazy`` managers,
 ``ModelCache``, the memory monitor started by ``routerscope.auto``, the batch
-optimizer); ``EagerRouter`` builds everything up front, as the seed's router
+optimizer). It reaches the provider two ways, as routers do: through the pooled
+``requests`` client, and through the official ``openai`` SDK (sync and async,
+when it is installed; ``ask(..., via=...)``). ``EagerRouter`` builds everything up front, as the seed's router
 did before its quick-wins, so the demo can time both start-ups.
 """
 
@@ -14,7 +16,11 @@ from typing import Any, Final
 
 from routerscope.core.lazy import lazy
 
-__all__ = ["MODELS", "DemoRouter", "EagerRouter", "build_models", "torch_available"]
+__all__ = ["MODELS", "VIA", "DemoRouter", "EagerRouter", "build_models", "openai_available",
+           "torch_available"]
+
+#: how ``DemoRouter.ask`` reaches the provider
+VIA: Final = ("requests", "openai", "openai-async")
 
 # name -> hidden width of a 512 -> h -> h -> 512 MLP (fp32): 1.3, 6.8, 25, 50 MB
 MODELS: Final = {"tiny-mlp": 256, "small-mlp": 768, "medium-mlp": 2048, "large-mlp": 3072}
@@ -27,6 +33,12 @@ def torch_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("torch") is not None
+
+
+def openai_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openai") is not None
 
 
 def _mlp(torch: Any, hidden: int) -> Any:
@@ -120,13 +132,48 @@ class DemoRouter:
 
         return BatchOptimizer(detect_hardware(use_torch=self.use_torch))
 
+    @lazy
+    def openai_client(self) -> Any:
+        import openai
+
+        return openai.OpenAI(base_url=self.provider_url, api_key=self._api_key, max_retries=0)
+
+    @lazy
+    def openai_async(self) -> Any:
+        """An ``AsyncOpenAI`` client and the event loop it runs on (one per router)."""
+        import asyncio
+
+        import openai
+
+        loop = asyncio.new_event_loop()
+        return loop, openai.AsyncOpenAI(base_url=self.provider_url, api_key=self._api_key,
+                                        max_retries=0)
+
+    def close(self) -> None:
+        """Close the SDK clients (and the async one's loop) that were built."""
+        if "openai_client" in self.__dict__:
+            self.openai_client.close()
+        if "openai_async" in self.__dict__:
+            loop, client = self.openai_async
+            loop.run_until_complete(client.close())
+            loop.close()
+
     def infer(self, model: str, prompt: str) -> int:
         path = self.model_paths[model]
         with self.cache.use(model, lambda: load_model(path, self.use_torch)) as m:
             return run_model(m, prompt, self.use_torch)
 
-    def ask(self, model: str, prompt: str, *, stream: bool = False, max_tokens: int = 64) -> str:
+    def ask(self, model: str, prompt: str, *, stream: bool = False, max_tokens: int = 64,
+            via: str = "requests") -> str:
         msgs = [{"role": "user", "content": prompt}]
+        if via == "openai":
+            return self._ask_openai(model, msgs, stream, max_tokens)
+        if via == "openai-async":
+            loop, client = self.openai_async
+            return str(loop.run_until_complete(
+                self._ask_openai_async(client, model, msgs, stream, max_tokens)))
+        if via != "requests":
+            raise ValueError(f"via must be one of {', '.join(VIA)}, got {via!r}")
         if stream:
             parts = []
             for chunk in self.client.chat(model=model, messages=msgs, stream=True,
@@ -136,6 +183,37 @@ class DemoRouter:
             return "".join(parts)
         out = self.client.chat(model=model, messages=msgs, max_tokens=max_tokens)
         return str(out["choices"][0]["message"]["content"])
+
+
+    def _ask_openai(self, model: str, msgs: list[dict[str, str]], stream: bool,
+                    max_tokens: int) -> str:
+        client = self.openai_client
+        if stream:
+            parts = []
+            with client.chat.completions.create(
+                    model=model, messages=msgs, max_tokens=max_tokens, stream=True,
+                    stream_options={"include_usage": True}) as events:
+                for chunk in events:
+                    parts += [c.delta.content or "" for c in chunk.choices]
+            return "".join(parts)
+        out = client.chat.completions.create(model=model, messages=msgs, max_tokens=max_tokens)
+        return str(out.choices[0].message.content)
+
+    @staticmethod
+    async def _ask_openai_async(client: Any, model: str, msgs: list[dict[str, str]],
+                                stream: bool, max_tokens: int) -> str:
+        if stream:
+            parts = []
+            events = await client.chat.completions.create(
+                model=model, messages=msgs, max_tokens=max_tokens, stream=True,
+                stream_options={"include_usage": True})
+            async with events:
+                async for chunk in events:
+                    parts += [c.delta.content or "" for c in chunk.choices]
+            return "".join(parts)
+        out = await client.chat.completions.create(model=model, messages=msgs,
+                                                   max_tokens=max_tokens)
+        return str(out.choices[0].message.content)
 
 
 class EagerRouter(DemoRouter):

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from routerscope.report._build import Summary, Telemetry, load, summarise, write_report
+from routerscope.report._build import (
+    Summary,
+    Telemetry,
+    console_rows,
+    format_rows,
+    load,
+    markdown,
+    pick_service,
+    summarise,
+    write_report,
+)
 from routerscope.report.quantiles import histogram_quantile, nearest_rank
 
-__all__ = ["Summary", "Telemetry", "histogram_quantile", "load", "nearest_rank", "summarise", "write_report"]
+__all__ = ["Summary", "Telemetry", "console_rows", "format_rows", "histogram_quantile", "load",
+           "markdown", "nearest_rank", "pick_service", "summarise", "write_report"]

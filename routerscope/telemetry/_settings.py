@@ -31,7 +31,7 @@ ROUTERSCOPE_HARDWARE_EVENT: Final = "ROUTERSCOPE_HARDWARE_EVENT"
 
 ENV_DOC: Final[dict[str, tuple[str, str]]] = {
     ROUTERSCOPE_MEMORY_MONITOR: ("1", "start the memory monitor on `import routerscope.auto` (0 = off)"),
-    ROUTERSCOPE_MEMORY_INTERVAL: ("5", "memory sampling interval, seconds"),
+    ROUTERSCOPE_MEMORY_INTERVAL: ("1", "memory sampling interval, seconds"),
     ROUTERSCOPE_MEMORY_RSS_LIMIT_MB: ("unset", "RSS limit for the memory alerts (warning at 80 %)"),
     ROUTERSCOPE_MEMORY_WINDOW: ("300", "seconds of samples behind the trend and leak detection"),
     ROUTERSCOPE_LOG_LEVEL: ("INFO", "level of routerscope's own events"),
@@ -117,7 +117,7 @@ class Settings:
         return cls(
             sdk_disabled=env_bool("OTEL_SDK_DISABLED", False, e),
             memory_monitor=env_bool(ROUTERSCOPE_MEMORY_MONITOR, True, e),
-            memory_interval=env_float(ROUTERSCOPE_MEMORY_INTERVAL, 5.0, e) or 5.0,
+            memory_interval=env_float(ROUTERSCOPE_MEMORY_INTERVAL, 1.0, e) or 1.0,
             memory_rss_limit_mb=env_float(ROUTERSCOPE_MEMORY_RSS_LIMIT_MB, None, e),
             memory_window=env_float(ROUTERSCOPE_MEMORY_WINDOW, 300.0, e) or 300.0,
             log_level=getattr(logging, level_name.upper()),

@@ -56,6 +56,13 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     provider: FakeProvider
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client that closes or resets its connection is the client's business
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"

@@ -117,17 +117,24 @@ def test_doctor_runs_with_and_without_torch(hide_torch: bool) -> None:
 
 def test_doctor_json_and_bad_model() -> None:
     """--json prints machine-readable output; an unknown model exits 2 with the choices."""
-    from routerscope.core.batch import run_doctor
+    from routerscope.core.batch import doctor
 
-    assert run_doctor(models=["nope"]) == 2
+    with pytest.raises(ValueError, match="Phi-3-mini-4k"):
+        doctor(models=["nope"])
+    bad = subprocess.run([sys.executable, "-m", "routerscope", "doctor", "--model", "nope"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown model" in bad.stderr
     out = subprocess.run([sys.executable, "-m", "routerscope", "doctor", "--json",
                           "--model", "Phi-3-mini-4k"], capture_output=True, text=True, timeout=120)
     data = json.loads(out.stdout)
     assert data["recommendations"][0]["kv_bytes_per_token"] == 393_216
 
 
-def test_print_recommendations_seed_api(capsys: pytest.CaptureFixture[str]) -> None:
-    """BatchOptimizer().print_recommendations() works as in the seed."""
-    BatchOptimizer(_hw(40 * GiB)).print_recommendations(["Mistral-7B-v0.3"])
-    out = capsys.readouterr().out
-    assert "Mistral-7B-v0.3" in out and "cuda:0" in out
+def test_doctor_table_lists_each_model_and_device() -> None:
+    """The CLI's table has one row per model and device, from core's recommendations."""
+    from routerscope.doctor_cli import format_table
+
+    opt = BatchOptimizer(_hw(40 * GiB))
+    out = format_table(opt.recommend_all(["Mistral-7B-v0.3"]), 4096, 1)
+    rows = [line for line in out.splitlines() if line.startswith("Mistral-7B-v0.3")]
+    assert {r.split()[1] for r in rows} == {"cpu", "cuda:0"}

@@ -11,6 +11,7 @@ import pytest
 
 from routerscope.core import signals
 from routerscope.core.memory import (
+    MemoryAlert,
     MemoryMonitor,
     MemorySample,
     Threshold,
@@ -65,7 +66,7 @@ def test_one_alert_per_crossing() -> None:
 
 def test_monitor_rss_alerts_with_time_to_limit(otel, logs) -> None:  # type: ignore[no-untyped-def]
     """Growing RSS gives one warning (with minutes to the limit) and one alert at the limit."""
-    alerts = []
+    alerts: list[MemoryAlert] = []
     m = MemoryMonitor(interval=1, window=60, rss_limit_mb=200, percent_limit=None,
                       on_alert=alerts.append)
     _series(m, [100 * MB + i * MB for i in range(50)])  # below 80 % of 200 MB
@@ -85,7 +86,7 @@ def test_monitor_rss_alerts_with_time_to_limit(otel, logs) -> None:  # type: ign
 
 def test_minutes_to_limit_estimate() -> None:
     """A system-percent alert on a growing process estimates minutes until RAM runs out."""
-    alerts = []
+    alerts: list[MemoryAlert] = []
     m = MemoryMonitor(window=60, percent_limit=50, rss_limit_mb=None, on_alert=alerts.append)
     _series(m, [100 * MB + i * MB for i in range(10)], pct=40)
     _series(m, [110 * MB + i * MB for i in range(10)], pct=60)
@@ -93,15 +94,87 @@ def test_minutes_to_limit_estimate() -> None:
     assert alerts[0].minutes_to_limit > 0
 
 
-def test_leak_suspected_after_a_full_window() -> None:
-    """A slope above the threshold for a whole window sets leak_suspected; flat clears it."""
-    m = MemoryMonitor(window=30, leak_threshold_mb_per_min=10, percent_limit=None)
-    _series(m, [100 * MB + i * MB for i in range(20)])  # 60 MB/min for 19 s of a 30 s window
-    assert not m.leak_suspected
-    _series(m, [120 * MB + i * MB for i in range(20)])  # the same slope, now for 39 s
+def _first_flag(m: MemoryMonitor, values: list[float], step: float = 1.0) -> float | None:
+    """Seconds from the first fed sample to the first one with leak_suspected, or None."""
+    for i, v in enumerate(values):
+        _series(m, [v], step=step)
+        if m.leak_suspected:
+            return i * step
+    return None
+
+
+@pytest.mark.parametrize(("mb_per_min", "expected_s"), [(120.0, 10.0), (30.0, 32.0)])
+def test_leak_flagged_after_max_of_min_span_and_min_growth(mb_per_min: float,
+                                                            expected_s: float) -> None:
+    """A steady leak of r MB/min is flagged max(10 s, 16 MB / r) after it starts, noise or not."""
+    rng = random.Random(3)
+    m = MemoryMonitor(percent_limit=None)  # defaults: 10 MB/min, 10 s, 16 MB, 300 s window
+    per_s = mb_per_min * MB / 60
+    flagged = _first_flag(m, [300 * MB + i * per_s + rng.uniform(-0.2, 0.2) * MB
+                              for i in range(120)])
+    assert flagged is not None
+    assert expected_s <= flagged <= expected_s * 1.25 + 2
+
+
+def test_leak_after_a_long_plateau_is_flagged_without_waiting_a_window() -> None:
+    """A leak that starts after minutes of flat memory is flagged on its own evidence."""
+    m = MemoryMonitor(percent_limit=None)
+    _series(m, [300 * MB] * 200)
+    flagged = _first_flag(m, [300 * MB + i * 2 * MB for i in range(60)])  # 120 MB/min
+    assert flagged is not None and flagged <= 13
+
+
+def test_step_then_plateau_is_not_a_leak() -> None:
+    """One big allocation followed by a plateau (noisy) is never flagged, at any sample."""
+    rng = random.Random(4)
+    m = MemoryMonitor(percent_limit=None)
+    values = [200 * MB + rng.uniform(-0.5, 0.5) * MB for _ in range(20)]
+    values += [210 * MB, 220 * MB]  # +20 MB within 2 s, then flat
+    values += [220 * MB + rng.uniform(-0.5, 0.5) * MB for _ in range(200)]
+    assert _first_flag(m, values) is None
+    assert m.slope < m.leak_threshold
+
+
+def test_leak_clears_within_min_span_once_growth_stops() -> None:
+    """Flagged while it grows; cleared within leak_min_span (10 s) of a flat line."""
+    m = MemoryMonitor(percent_limit=None)
+    _series(m, [100 * MB + i * MB for i in range(40)])
     assert m.leak_suspected
-    _series(m, [140 * MB] * 60)  # flat again
+    _series(m, [140 * MB] * 10)
     assert not m.leak_suspected
+
+
+class _ClockedProcessSampler:
+    """Real RSS readings of this process, stamped by a clock the test advances (1 s a call)."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.proc = psutil.Process()
+        self.t = 1000.0
+
+    def __call__(self) -> MemorySample:
+        self.t += 1.0
+        return MemorySample(self.t, self.proc.memory_info().rss, 0, 10.0)
+
+
+def test_real_allocations_leak_is_flagged_and_steady_is_not() -> None:
+    """Real memory: 3 MB more every sample is a leak; 64 MB once, then nothing, is not."""
+    held: list[bytearray] = []
+    steady = MemoryMonitor(percent_limit=None, sampler=_ClockedProcessSampler())
+    for i in range(40):
+        if i == 5:
+            held.append(bytearray(b"x") * (64 * MB))  # written, so resident
+        steady.sample_once()
+        assert not steady.leak_suspected, f"steady run flagged at sample {i}"
+    leaky = MemoryMonitor(percent_limit=None, sampler=_ClockedProcessSampler())
+    samples = 0
+    while samples < 30 and not leaky.leak_suspected:
+        held.append(bytearray(b"x") * (3 * MB))  # 180 MB/min
+        leaky.sample_once()
+        samples += 1
+    assert leaky.leak_suspected and samples <= 15
+    held.clear()
 
 
 def test_jsonl_log_is_bounded_and_rotated(tmp_path: Path) -> None:

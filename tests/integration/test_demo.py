@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo")
-    run = subprocess.run([sys.executable, "-m", "routerscope", "demo", "--requests", "80",
+    run = subprocess.run([sys.executable, "-m", "routerscope", "demo",  # default workload
                           "--startup-runs", "1", "--out", str(out)], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -34,7 +34,7 @@ def test_demo_produces_telemetry_report_and_summary(demo_out: Path) -> None:
                    "connection reuse", "API latency", "memory"):
         assert needle in text
     assert (demo_out / "telemetry.jsonl").stat().st_size > 10_000
-    for name in ("summary.md", "startup.png", "cache_hit_rate.png", "memory.png",
+    for name in ("summary.md", "report.html", "startup.png", "cache_hit_rate.png", "memory.png",
                  "api_latency.png"):
         assert (demo_out / "report" / name).exists()
     from routerscope.report import load, summarise
@@ -45,6 +45,20 @@ def test_demo_produces_telemetry_report_and_summary(demo_out: Path) -> None:
     assert sm.hit_rate is not None and 0.5 < sm.hit_rate < 1
     assert sm.calls["all"] >= 30 and sm.retries >= 1 and sm.alerts >= 1
     assert sm.pool_reuse is not None and sm.pool_reuse > 0.8
+
+
+def test_demo_leak_is_suspected_and_console_matches_report(demo_out: Path) -> None:
+    """Default settings flag the injected leak; the console prints the report's own numbers."""
+    from routerscope.report import console_rows, load, summarise
+
+    text = (demo_out / "stdout.txt").read_text()
+    sm = summarise(load(demo_out / "telemetry.jsonl"))
+    assert sm.leak_suspected is True
+    assert "leak suspected: yes" in text
+    assert "leak suspected: **yes" in (demo_out / "report" / "summary.md").read_text()
+    for _, value in console_rows(sm):
+        assert value in text
+    assert "seed" not in text and "{" not in text
 
 
 def test_demo_without_torch_says_so(tmp_path: Path) -> None:

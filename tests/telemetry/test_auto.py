@@ -141,7 +141,7 @@ def test_bad_env_values_logged_once_defaults_used(receiver: OTLPReceiver,
     out = run_python(code, _env(receiver, provider, ROUTERSCOPE_MEMORY_INTERVAL="soon",
                                 ROUTERSCOPE_LOG_FORMAT="xml"))
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["5.0", "auto"]
+    assert out.stdout.split() == ["1.0", "auto"]
     assert out.stderr.count("ROUTERSCOPE_MEMORY_INTERVAL") == 1
     assert out.stderr.count("ROUTERSCOPE_LOG_FORMAT") == 1
 
