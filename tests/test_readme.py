@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import routerscope.core
-from routerscope.telemetry._settings import ENV_DOC
+from routerscope.telemetry._settings import ENV_DOC, shown
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 
-def test_every_routerscope_variable_is_in_the_readme_table() -> None:
-    """Each ROUTERSCOPE_* variable the code reads has a row with its default."""
-    for name, (default, _) in ENV_DOC.items():
-        assert f"| `{name}` | {default} |" in README, name
+def test_readme_variable_table_matches_the_code() -> None:
+    """The README's ROUTERSCOPE_* rows are exactly ENV_DOC: names, defaults (the constants), meanings."""
+    rows = [line for line in README.splitlines() if line.startswith("| `ROUTERSCOPE_")]
+    assert rows == [f"| `{name}` | {shown(default)} | {meaning} |"
+                    for name, (default, meaning) in ENV_DOC.items()]
 
 
 def test_core_public_api_is_curated() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -58,8 +59,10 @@ def activate(*, instrument_requests: bool = True) -> bool:
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     os.environ.setdefault("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS",
                           ".*authorization.*,.*api[-_]?key.*,.*token.*,cookie,set-cookie")
-    from routerscope.instrumentation import _requests as _instrument
-
+    _instrument = _step("instrumentation", importlib.import_module,
+                        "routerscope.instrumentation._requests")
+    if _instrument is None:
+        return True
     _step("GenAI instrumentation", _instrument.patch_genai,
           capture_content=settings.capture_content)
     if instrument_requests:
