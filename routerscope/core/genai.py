@@ -197,10 +197,10 @@ class LLMCall:
                         span.record_exception(exception)
                     span.set_status(Status(StatusCode.ERROR, error_type))
                 span.set_attributes(end_attrs)
-            otel.record_later(signals.GEN_AI_CLIENT_OPERATION_DURATION, duration, attrs)
+            otel.record_later(signals.GEN_AI_CLIENT_OPERATION_DURATION, duration, attrs, span=span)
             for token_type, count in self.usage.items():
                 otel.record_later(signals.GEN_AI_CLIENT_TOKEN_USAGE, count,
-                                   {**attrs, signals.GEN_AI_TOKEN_TYPE: token_type})
+                                   {**attrs, signals.GEN_AI_TOKEN_TYPE: token_type}, span=span)
             if error_type or _debug_on():
                 fields = {
                     "gen_ai.operation.name": attrs[signals.GEN_AI_OPERATION_NAME],

@@ -151,11 +151,11 @@ def _send(self: Any, request: Any, **kwargs: Any) -> Any:
                 inject(request.headers)
             resp = send(self, request, **kwargs)
     except BaseException as exc:
-        _record_http(http_attrs, start, None, type(exc).__qualname__)
+        _record_http(http_attrs, start, None, type(exc).__qualname__, call.span)
         call.end(type(exc).__name__, exception=exc)
         raise
     try:
-        _record_http(http_attrs, start, resp.status_code, None)
+        _record_http(http_attrs, start, resp.status_code, None, call.span)
         _observe_response(call, resp, bool(kwargs.get("stream")),
                           {"http.response.status_code": resp.status_code})
     except Exception:  # noqa: BLE001
@@ -164,7 +164,7 @@ def _send(self: Any, request: Any, **kwargs: Any) -> Any:
 
 
 def _record_http(attrs: dict[str, Any], start: float, status: int | None,
-                 error: str | None) -> None:
+                 error: str | None, span: Any = None) -> None:
     """http.client.request.duration (stable semconv) for an LLM call, off the hot path."""
     a = dict(attrs)
     if status is not None:
@@ -173,7 +173,7 @@ def _record_http(attrs: dict[str, Any], start: float, status: int | None,
             a["error.type"] = str(status)
     if error is not None:
         a["error.type"] = error
-    record_later(signals.HTTP_CLIENT_REQUEST_DURATION, time.perf_counter() - start, a)
+    record_later(signals.HTTP_CLIENT_REQUEST_DURATION, time.perf_counter() - start, a, span=span)
 
 
 def _observe_response(call: LLMCall, resp: Any, stream: bool,
