@@ -63,14 +63,16 @@ def activate(*, instrument_requests: bool = True) -> bool:
                         "routerscope.instrumentation._requests")
     if _instrument is None:
         return True
-    _step("GenAI instrumentation", _instrument.patch_genai,
-          capture_content=settings.capture_content)
-    if instrument_requests:
+    if settings.genai:
+        _step("GenAI instrumentation", _instrument.patch_genai,
+              capture_content=settings.capture_content)
+    if instrument_requests and "requests" not in settings.disabled_instrumentations:
         # LLM calls are covered by the GenAI wrapper from now on; the requests
         # instrumentation (spans for every other request) loads off the import path
         threading.Thread(target=_step, args=("requests instrumentation", _instrument_requests),
                          name="routerscope-instrument", daemon=True).start()
-    _step("pool counting", _instrument.patch_urllib3_pools)
+    if settings.pool_counting:
+        _step("pool counting", _instrument.patch_urllib3_pools)
     if settings.memory_monitor:
         _step("memory monitor", _start_monitor, settings)
     if settings.hardware_event:

@@ -43,6 +43,10 @@ ROUTERSCOPE_LOG_FORMAT: Final = "ROUTERSCOPE_LOG_FORMAT"
 DEFAULT_LOG_FORMAT: Final = "auto"
 ROUTERSCOPE_LOGS: Final = "ROUTERSCOPE_LOGS"
 DEFAULT_LOGS: Final = True
+ROUTERSCOPE_GENAI: Final = "ROUTERSCOPE_GENAI"
+DEFAULT_GENAI: Final = True
+ROUTERSCOPE_POOL_COUNTING: Final = "ROUTERSCOPE_POOL_COUNTING"
+DEFAULT_POOL_COUNTING: Final = True
 ROUTERSCOPE_SERVICE_VERSION: Final = "ROUTERSCOPE_SERVICE_VERSION"
 DEFAULT_SERVICE_VERSION: Final = None
 ROUTERSCOPE_SHUTDOWN_TIMEOUT: Final = "ROUTERSCOPE_SHUTDOWN_TIMEOUT"
@@ -84,6 +88,10 @@ ENV_DOC: Final[dict[str, tuple[object, str]]] = {
                              "up no logging, else through the app's handlers"),
     ROUTERSCOPE_LOGS: (DEFAULT_LOGS, "send the app's log records to OTel logs at the levels the "
                        "app set (0 = no log bridge, no handler on the root logger)"),
+    ROUTERSCOPE_GENAI: (DEFAULT_GENAI, "wrap `requests.Session.send` to record OpenAI-compatible "
+                        "calls as GenAI spans and metrics (0 = off)"),
+    ROUTERSCOPE_POOL_COUNTING: (DEFAULT_POOL_COUNTING, "count connections and requests of every "
+                                "urllib3 pool (0 = off)"),
     ROUTERSCOPE_SERVICE_VERSION: (DEFAULT_SERVICE_VERSION, "`service.version` resource attribute"),
     ROUTERSCOPE_SHUTDOWN_TIMEOUT: (DEFAULT_SHUTDOWN_TIMEOUT, "seconds the flush at exit may take, "
                                    f"endpoint up or not (at most {shown(MAX_SHUTDOWN_TIMEOUT)})"),
@@ -99,6 +107,7 @@ DEFAULT_SDK_DISABLED: Final = False
 OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: Final = (
     "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
 DEFAULT_CAPTURE_CONTENT: Final = False
+OTEL_PYTHON_DISABLED_INSTRUMENTATIONS: Final = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
 OTEL_METRIC_EXPORT_INTERVAL: Final = "OTEL_METRIC_EXPORT_INTERVAL"
 DEFAULT_METRIC_EXPORT_INTERVAL_MS: Final = 60_000.0
 OTEL_METRIC_EXPORT_TIMEOUT: Final = "OTEL_METRIC_EXPORT_TIMEOUT"
@@ -476,6 +485,9 @@ class Settings:
     log_level: int
     log_format: str
     logs: bool
+    genai: bool
+    pool_counting: bool
+    disabled_instrumentations: frozenset[str]
     service_version: str | None
     shutdown_timeout: float
     hardware_event: bool
@@ -499,6 +511,11 @@ class Settings:
             log_level=getattr(logging, level_name.upper()),
             log_format=env_choice(ROUTERSCOPE_LOG_FORMAT, DEFAULT_LOG_FORMAT, LOG_FORMATS, e),
             logs=env_bool(ROUTERSCOPE_LOGS, DEFAULT_LOGS, e),
+            genai=env_bool(ROUTERSCOPE_GENAI, DEFAULT_GENAI, e),
+            pool_counting=env_bool(ROUTERSCOPE_POOL_COUNTING, DEFAULT_POOL_COUNTING, e),
+            disabled_instrumentations=frozenset(
+                n.strip() for n in e.get(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS, "").split(",")
+                if n.strip()),
             service_version=e.get(ROUTERSCOPE_SERVICE_VERSION) or DEFAULT_SERVICE_VERSION,
             shutdown_timeout=env_float(ROUTERSCOPE_SHUTDOWN_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, e,
                                        maximum=MAX_SHUTDOWN_TIMEOUT) or DEFAULT_SHUTDOWN_TIMEOUT,
