@@ -41,6 +41,43 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 __all__ = ["LazyOTLPLogExporter", "LazyOTLPMetricExporter", "LazyOTLPSpanExporter"]
 
 
+_EXPORT_LOGGERS: Final = ("opentelemetry.exporter.otlp.common.http",
+                          "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+                          "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+                          "opentelemetry.exporter.otlp.proto.http._log_exporter")
+
+
+class SaidOnce(logging.Filter):
+    """Lets the first record of each message (template) through; drops the repeats.
+
+    On the OTLP exporter's loggers: an endpoint that stays down would otherwise
+    print a "Transient error … retrying" line per batch on the host's stderr.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = str(record.msg)
+        if key in self._seen or key in _ALREADY_SAID:
+            return False
+        self._seen.add(key)
+        return True
+
+
+# said by routerscope's own "nothing listens at ..." line at shutdown
+_ALREADY_SAID: Final = frozenset({"Shutdown in progress, aborting retry."})
+_said_once = SaidOnce()
+
+
+def _quiet_export_loggers() -> None:
+    for name in _EXPORT_LOGGERS:
+        lg = logging.getLogger(name)
+        if _said_once not in lg.filters:
+            lg.addFilter(_said_once)
+
+
 _SDK_ENV_LOGGERS: Final = ("opentelemetry.exporter.otlp.common._aggregation",
                            "opentelemetry.exporter.otlp.proto.common._internal.metrics_encoder",
                            "opentelemetry.exporter.otlp.proto.http")
@@ -61,6 +98,7 @@ class _Lazy:
             self._kwargs["timeout"] = timeout
         self._compression = compression
         self._inner: Any = None
+        self._inner_shut = False
         self._lock = threading.Lock()
         self._closed = False
 
@@ -83,6 +121,7 @@ class _Lazy:
                     loggers = [logging.getLogger(n) for n in _SDK_ENV_LOGGERS]
                     for lg in loggers:
                         lg.addFilter(quiet)
+                    _quiet_export_loggers()
                     try:
                         cls = getattr(importlib.import_module(self._module), self._cls)
                         self._inner = cls(**kwargs)
@@ -92,9 +131,13 @@ class _Lazy:
         return self._inner
 
     def _shutdown(self) -> None:
-        self._closed = True
-        if self._inner is not None:
-            self._inner.shutdown()
+        """Stop exporting; the SDK exporter's shutdown also aborts a retry in progress."""
+        with self._lock:
+            self._closed = True
+            inner = self._inner if not self._inner_shut else None
+            self._inner_shut = True
+        if inner is not None:
+            inner.shutdown()
 
     @property
     def built(self) -> bool:
@@ -129,7 +172,7 @@ class _Lazy:
             with socket.create_connection((host, port), timeout_s):
                 return False
         except OSError:
-            self._closed = True
+            self._shutdown()  # also ends a retry loop the SDK exporter may be in
             return True
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import socket
+import threading
 
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 
 from routerscope.telemetry._exporters import (
@@ -18,6 +19,7 @@ from routerscope.telemetry._exporters import (
 )
 from routerscope.testing import OTLPReceiver
 
+from .._wait import wait_until
 from .conftest import run_python
 
 
@@ -95,3 +97,47 @@ def test_malformed_endpoint_never_raises() -> None:
     exp = LazyOTLPSpanExporter(endpoint="http://[::1")
     assert exp.close_if_unreachable() is True
     assert exp.endpoint() == "http://[::1"
+
+
+def _ended_span() -> ReadableSpan:
+    tp = TracerProvider()
+    span = tp.get_tracer("t").start_span("s")
+    span.end()
+    assert isinstance(span, ReadableSpan)
+    return span
+
+
+def test_closing_aborts_a_retry_in_progress() -> None:
+    """An export retrying against a dead endpoint stops as soon as the exporter is closed."""
+    exp = LazyOTLPSpanExporter(endpoint=f"http://127.0.0.1:{_free_port()}/v1/traces", timeout=20)
+    result: list[SpanExportResult] = []
+    started = threading.Event()
+
+    def export() -> None:
+        started.set()
+        result.append(exp.export([_ended_span()]))
+
+    t = threading.Thread(target=export)
+    t.start()
+    assert started.wait(5)
+    assert wait_until(lambda: exp.built, 10)  # the first attempt was made: now in backoff
+    assert exp.close_if_unreachable() is True
+    t.join(5)
+    assert not t.is_alive(), "the retry loop went on after close"
+    assert result == [SpanExportResult.FAILURE]
+
+
+def test_a_down_endpoint_is_said_once() -> None:
+    """Repeated failed exports print the SDK's retry line once, not once per batch."""
+    code = (
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from routerscope.telemetry._exporters import LazyOTLPSpanExporter\n"
+        f"exp = LazyOTLPSpanExporter(endpoint='http://127.0.0.1:{_free_port()}/v1/traces', "
+        "timeout=1.5)\n"
+        "span = TracerProvider().get_tracer('t').start_span('s'); span.end()\n"
+        "print([exp.export([span]).name for _ in range(3)])\n"
+    )
+    out = run_python(code, {})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['FAILURE', 'FAILURE', 'FAILURE']"
+    assert out.stderr.count("Transient error") == 1, out.stderr
