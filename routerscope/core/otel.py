@@ -154,13 +154,20 @@ class _Deferred:
     def drain(self) -> None:
         with self._drain_lock:
             q = self.queue
+            last_span: Any = None
+            last_ctx: Any = None
             while q:
                 try:
                     m, value, attrs, where = q.popleft()
                 except IndexError:
                     return
                 try:
-                    ctx = trace.set_span_in_context(where) if isinstance(where, Span) else where
+                    if isinstance(where, Span):  # one context per span: its records come together
+                        if where is not last_span:
+                            last_span, last_ctx = where, trace.set_span_in_context(where)
+                        ctx = last_ctx
+                    else:
+                        ctx = where
                     inst = instrument(m)
                     if m.kind in ("counter", "updowncounter"):
                         inst.add(value, attrs, context=ctx)

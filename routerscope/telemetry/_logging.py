@@ -51,7 +51,6 @@ _SEVERITY: Final = {
 _SKIP_PREFIXES: Final = ("opentelemetry", "urllib3", "requests")
 
 
-
 def add_trace_context(_logger: Any, _method: str,
                       event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: ``trace_id`` and ``span_id`` of the current span, if any."""

@@ -285,12 +285,6 @@ def env_endpoint(signal: str, env: Mapping[str, str] | None = None) -> str:
     return f"{base.strip().rstrip('/')}/v1/{signal}"
 
 
-def otlp_endpoint_set(signal: str, env: Mapping[str, str] | None = None) -> bool:
-    e = env if env is not None else os.environ
-    return bool(e.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-                or e.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"))
-
-
 @dataclass(frozen=True)
 class BatchArgs:
     """The keyword arguments of a batch span / log record processor."""
