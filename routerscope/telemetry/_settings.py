@@ -130,6 +130,9 @@ OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION: Final = (
     "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION")
 DEFAULT_HISTOGRAM_AGGREGATION: Final = "explicit_bucket_histogram"
 HISTOGRAM_AGGREGATIONS: Final = ("explicit_bucket_histogram", "base2_exponential_bucket_histogram")
+OTEL_EXPORTER_OTLP_PROTOCOL: Final = "OTEL_EXPORTER_OTLP_PROTOCOL"
+PROTOCOL: Final = "http/protobuf"
+"""The only protocol routerscope's exporters speak (the sidecar's and collectors' default)."""
 DEFAULT_EXPORTER_TIMEOUT_S: Final = 10.0
 DEFAULT_COMPRESSION: Final = "none"
 COMPRESSIONS: Final = ("gzip", "deflate", "none")
@@ -446,6 +449,9 @@ class SdkArgs:
             compression[s] = env_choice(f"OTEL_EXPORTER_OTLP_{s.upper()}_COMPRESSION", base_comp,
                                         COMPRESSIONS, env)
         name, ratio = _sampler(env)
+        for var in (OTEL_EXPORTER_OTLP_PROTOCOL,
+                    *(f"OTEL_EXPORTER_OTLP_{sig.upper()}_PROTOCOL" for sig in SIGNALS)):
+            env_choice(var, PROTOCOL, (PROTOCOL,), env)  # warns once about any other
         return cls(
             bsp=_batch("BSP", env), blrp=_batch("BLRP", env),
             metric_export_interval_ms=env_float(
