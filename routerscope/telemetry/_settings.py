@@ -376,6 +376,16 @@ def _installed(var: str, group: str, builtin: tuple[str, ...], env: Mapping[str,
     return usable
 
 
+def _headers(var: str, env: Mapping[str, str]) -> None:
+    """Warn (once) about items of an OTLP headers variable that are not name=value."""
+    raw = _raw(var, env)
+    if raw is None:
+        return
+    bad = [p for p in raw.split(",") if p.strip() and "=" not in p]
+    if bad:
+        warn_bad(var, raw, f"{', '.join(map(repr, bad))} not name=value", "the other headers")
+
+
 def _resource_attributes(env: Mapping[str, str]) -> str | None:
     """The key=value pairs of OTEL_RESOURCE_ATTRIBUTES if some are malformed (warned), else None."""
     raw = _raw(OTEL_RESOURCE_ATTRIBUTES, env)
@@ -449,6 +459,9 @@ class SdkArgs:
             compression[s] = env_choice(f"OTEL_EXPORTER_OTLP_{s.upper()}_COMPRESSION", base_comp,
                                         COMPRESSIONS, env)
         name, ratio = _sampler(env)
+        for var in ("OTEL_EXPORTER_OTLP_HEADERS",
+                    *(f"OTEL_EXPORTER_OTLP_{sig.upper()}_HEADERS" for sig in SIGNALS)):
+            _headers(var, env)
         for var in (OTEL_EXPORTER_OTLP_PROTOCOL,
                     *(f"OTEL_EXPORTER_OTLP_{sig.upper()}_PROTOCOL" for sig in SIGNALS)):
             env_choice(var, PROTOCOL, (PROTOCOL,), env)  # warns once about any other
