@@ -153,16 +153,10 @@ def _is_on_cuda(obj: Any) -> bool:
 
 
 _caches: weakref.WeakSet[ModelCache] = weakref.WeakSet()
-_observers = False
-_observers_lock = threading.Lock()
 
 
 def _register_observers() -> None:
-    global _observers
-    with _observers_lock:
-        if _observers:
-            return
-        _observers = True
+    """Observe every live cache (idempotent, as ``otel.observe`` is)."""
 
     def each(fn: Callable[[ModelCache], Iterable[tuple[float, dict[str, Any]]]]) -> Any:
         return lambda: [r for c in list(_caches) for r in fn(c)]

@@ -366,16 +366,17 @@ class LLMCall:
                 span.set_attributes(end_attrs)
                 if error_type:
                     otel.fail_span(span, error_type, exception)
-            otel.record_later(signals.GEN_AI_CLIENT_OPERATION_DURATION, duration, attrs)
+            otel.record_later(signals.GEN_AI_CLIENT_OPERATION_DURATION, duration, attrs, span=span)
             for token_type, count in self.usage.items():
                 otel.record_later(signals.GEN_AI_CLIENT_TOKEN_USAGE, count,
-                                  {**attrs, signals.GEN_AI_TOKEN_TYPE: token_type})
+                                  {**attrs, signals.GEN_AI_TOKEN_TYPE: token_type}, span=span)
             if self._chunks:
                 otel.record_later(signals.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK,
-                                  self._first - self._start, attrs)
+                                  self._first - self._start, attrs, span=span)
                 if self._chunks > 1:
                     otel.record_later(signals.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK,
-                                      (self._last - self._first) / (self._chunks - 1), attrs)
+                                      (self._last - self._first) / (self._chunks - 1), attrs,
+                                      span=span)
             if error_type or _debug_on():
                 fields = {
                     "gen_ai.operation.name": attrs[signals.GEN_AI_OPERATION_NAME],

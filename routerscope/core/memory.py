@@ -490,9 +490,6 @@ def _zero_alert_counters() -> None:
         otel.swallowed("memory.zero_alerts")
 
 
-_obs_registered = False
-
-
 def _latest() -> MemorySample | None:
     for m in reversed(_monitors):
         if m.samples:
@@ -508,12 +505,9 @@ def _active() -> MemoryMonitor | None:
 
 
 def _register(monitor: MemoryMonitor) -> None:
-    global _obs_registered
+    """Keep ``monitor`` among the reporting ones; the observers are registered once (``otel.observe``)."""
     _monitors.append(monitor)
     del _monitors[:-4]  # the newest few monitors; the newest with samples reports
-    if _obs_registered:
-        return
-    _obs_registered = True
 
     def one(fn: Callable[[MemorySample], float]) -> Callable[[], list[tuple[float, dict[str, Any]]]]:
         def read() -> list[tuple[float, dict[str, Any]]]:

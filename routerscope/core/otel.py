@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import metrics, trace
+from opentelemetry.context import get_current
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, Status, StatusCode
 
@@ -53,7 +54,10 @@ def _create(m: Metric) -> Any:
     if m.kind == "updowncounter":
         return mt.create_up_down_counter(m.name, unit=m.unit, description=m.description)
     if m.kind == "histogram":
-        return mt.create_histogram(m.name, unit=m.unit, description=m.description)
+        # the buckets travel as the API's advice: no View needed, under any SDK set-up
+        return mt.create_histogram(m.name, unit=m.unit, description=m.description,
+                                   explicit_bucket_boundaries_advisory=(
+                                       list(m.buckets) if m.buckets is not None else None))
     return mt.create_gauge(m.name, unit=m.unit, description=m.description)
 
 
@@ -176,25 +180,30 @@ class _Deferred:
 
     Recording into the SDK costs tens of microseconds per call (attribute
     cleaning and hashing, aggregation look-up). On the router's hot path we
-    only append ``(metric, value, attributes)`` to a deque; a daemon thread
-    applies them every :data:`DEFERRED_FLUSH_INTERVAL` seconds, and
-    :func:`drain` applies them at once (``routerscope.telemetry`` calls it
+    only append ``(metric, value, attributes, span or context)`` to a deque; a
+    daemon thread applies them every :data:`DEFERRED_FLUSH_INTERVAL` seconds,
+    and :func:`drain` applies them at once (``routerscope.telemetry`` calls it
     before every flush and at shutdown). The worker restarts after ``fork()``.
+
+    Each record keeps the caller's trace context so the SDK's trace-based
+    exemplar filter sees the span the value belongs to: either the span the
+    caller names (the context is built on the worker) or the caller's current
+    context (one context-variable read on the caller's thread).
     """
 
     def __init__(self) -> None:
-        self.queue: deque[tuple[Metric, float, dict[str, Any]]] = deque()
+        self.queue: deque[tuple[Metric, float, dict[str, Any], Any]] = deque()
         self.dropped = 0
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._start_lock = threading.Lock()
         self._drain_lock = threading.Lock()
 
-    def record(self, m: Metric, value: float, attrs: dict[str, Any]) -> None:
+    def record(self, m: Metric, value: float, attrs: dict[str, Any], where: Any) -> None:
         if len(self.queue) >= MAX_DEFERRED:
             self.dropped += 1
             return
-        self.queue.append((m, value, attrs))
+        self.queue.append((m, value, attrs, where))
         if self._thread is None or self._pid != os.getpid():
             self._start()
 
@@ -215,19 +224,28 @@ class _Deferred:
     def drain(self) -> None:
         with background_work(), self._drain_lock:  # a fork() waits: SDK locks stay consistent
             q = self.queue
+            last_span: Any = None
+            last_ctx: Any = None
             while q:
                 try:
-                    m, value, attrs = q.popleft()
+                    m, value, attrs, where = q.popleft()
                 except IndexError:
                     return
                 try:
+                    if isinstance(where, Span):  # one context per span: its records come together
+                        if where is not last_span:
+                            last_span, last_ctx = where, trace.set_span_in_context(where)
+                        ctx = last_ctx
+                    else:
+                        ctx = where
                     inst = instrument(m)
                     if m.kind in ("counter", "updowncounter"):
-                        inst.add(value, attrs)
+                        inst.add(value, attrs, context=ctx)
                     else:
-                        inst.record(value, attrs)
-                except Exception:  # noqa: BLE001 - counted by the SDK's own logging
+                        inst.record(value, attrs, context=ctx)
+                except Exception:  # noqa: BLE001 - counted here and by swallowed()
                     self.dropped += 1
+                    swallowed("metrics.deferred")
 
     def _after_fork(self) -> None:
         self._thread = None
@@ -240,9 +258,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_deferred._after_fork)
 
 
-def record_later(m: Metric, value: float, attrs: dict[str, Any]) -> None:
-    """Record ``value`` on ``m`` from the worker thread (hot paths use this)."""
-    _deferred.record(m, value, attrs)
+def record_later(m: Metric, value: float, attrs: dict[str, Any], *,
+                 span: Span | None = None) -> None:
+    """Record ``value`` on ``m`` from the worker thread (hot paths use this).
+
+    The record keeps its trace context for exemplars: ``span`` when given (the
+    operation's own span, which may not be current), else the caller's current
+    context, captured here on the caller's thread.
+    """
+    _deferred.record(m, value, attrs, span if span is not None else get_current())
 
 
 def drain() -> None:

@@ -117,7 +117,6 @@ class PoolStats:
 
 
 _STATS = PoolStats()
-_observers_registered = False
 
 
 def pool_stats() -> PoolStats:
@@ -126,11 +125,7 @@ def pool_stats() -> PoolStats:
 
 
 def register_pool_observers() -> None:
-    """Report :func:`pool_stats` through observable counters (idempotent)."""
-    global _observers_registered
-    if _observers_registered:
-        return
-    _observers_registered = True
+    """Report :func:`pool_stats` through observable counters (idempotent, as ``otel.observe`` is)."""
     otel.observe(signals.POOL_CONNECTIONS, lambda: _STATS._read("connections"))
     otel.observe(signals.POOL_REQUESTS, lambda: _STATS._read("requests"))
 

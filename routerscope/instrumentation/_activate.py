@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -58,14 +59,17 @@ def activate(*, instrument_requests: bool = True) -> bool:
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     os.environ.setdefault("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS",
                           ".*authorization.*,.*api[-_]?key.*,.*token.*,cookie,set-cookie")
-    from routerscope.instrumentation import _requests as _instrument
-
-    _step("GenAI instrumentation", _instrument.patch_genai,
-          capture_content=settings.capture_content)
-    _step("pool counting", _instrument.patch_urllib3_pools)
-    _step("client libraries", _hook_libraries)
-    disabled = {n.strip() for n in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")}
-    if instrument_requests and "requests" not in disabled:
+    _instrument = _step("instrumentation", importlib.import_module,
+                        "routerscope.instrumentation._requests")
+    if _instrument is None:
+        return True
+    if settings.genai:
+        _step("GenAI instrumentation", _instrument.patch_genai,
+              capture_content=settings.capture_content)
+    if settings.pool_counting:
+        _step("pool counting", _instrument.patch_urllib3_pools)
+    _step("client libraries", _hook_libraries, settings)
+    if instrument_requests and "requests" not in settings.disabled_instrumentations:
         # LLM calls are covered by the GenAI wrapper from now on; the requests
         # instrumentation (spans for every other request) loads off the import path
         import atexit
@@ -92,20 +96,17 @@ def _lazy(module: str, func: str) -> Any:
     return patch
 
 
-def _hook_libraries() -> None:
+def _hook_libraries(settings: Any) -> None:
     """Patch httpx, httpx2 and aiohttp when (and if) the application imports them."""
     from routerscope.instrumentation import _hooks
 
-    def on(var: str) -> bool:
-        return os.environ.get(var, "true").strip().lower() not in ("0", "false", "no", "off")
-
-    if on("ROUTERSCOPE_INSTRUMENT_HTTPX"):
+    if settings.instrument_httpx:
         _hooks.when_imported("httpx", _lazy("_httpx", "patch_client"))
         _hooks.when_imported("httpcore", _lazy("_httpx", "patch_core"))
-    if on("ROUTERSCOPE_INSTRUMENT_HTTPX2"):
+    if settings.instrument_httpx2:
         _hooks.when_imported("httpx2", _lazy("_httpx", "patch_client"))
         _hooks.when_imported("httpcore2", _lazy("_httpx", "patch_core"))
-    if on("ROUTERSCOPE_INSTRUMENT_AIOHTTP"):
+    if settings.instrument_aiohttp:
         _hooks.when_imported("aiohttp", _lazy("_aiohttp", "patch"))
 
 

@@ -143,7 +143,8 @@ class Tracked:
             a[signals.HTTP_RESPONSE_STATUS_CODE] = status
             if status >= 400:
                 a[signals.ERROR_TYPE] = str(status)
-            otel.record_later(signals.HTTP_CLIENT_REQUEST_DURATION, time.perf_counter() - self._start, a)
+            otel.record_later(signals.HTTP_CLIENT_REQUEST_DURATION, time.perf_counter() - self._start, a,
+                              span=self.call.span)
             if "text/event-stream" in (content_type or ""):
                 self._sse = SSEDecoder()
             else:
@@ -223,7 +224,7 @@ class Tracked:
                 a = dict(self._http)
                 a[signals.ERROR_TYPE] = type(exc).__qualname__
                 otel.record_later(signals.HTTP_CLIENT_REQUEST_DURATION,
-                                  time.perf_counter() - self._start, a)
+                                  time.perf_counter() - self._start, a, span=self.call.span)
             except Exception:  # noqa: BLE001
                 otel.swallowed("genai.fail")
         self._end(type(exc).__qualname__, exc)

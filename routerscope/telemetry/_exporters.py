@@ -3,17 +3,24 @@
 The OTLP exporters pull in protobuf and the generated OTLP classes (~70 ms
 here). Nothing is exported before the first batch is due, so the import
 happens then, on the SDK's worker thread, and not in the application's
-``import routerscope.auto``. Behaviour is otherwise the SDK's own exporter:
-it reads every ``OTEL_EXPORTER_OTLP_*`` variable and retries as it does.
+``import routerscope.auto``. Behaviour is otherwise the SDK's own exporter
+(it retries as it does); the endpoint, timeout and compression come validated
+from :mod:`._settings`, and the exporter reads the other ``OTEL_EXPORTER_OTLP_*``
+variables (headers, certificates) itself.
+
+At shutdown :meth:`close_if_unreachable` closes an exporter whose endpoint
+refuses connections, so the last flush does not wait out retries that cannot
+succeed; it says so once (per endpoint) on the ``routerscope.telemetry`` logger.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics import (
@@ -36,14 +43,46 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 __all__ = ["LazyOTLPLogExporter", "LazyOTLPMetricExporter", "LazyOTLPSpanExporter"]
 
 
-def _env_endpoint(signal: str) -> str:
-    from routerscope.telemetry._settings import DEFAULT_ENDPOINT
+_EXPORT_LOGGERS: Final = ("opentelemetry.exporter.otlp.common.http",
+                          "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+                          "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+                          "opentelemetry.exporter.otlp.proto.http._log_exporter")
 
-    per = os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
-    if per:
-        return per
-    base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", DEFAULT_ENDPOINT)
-    return f"{base.rstrip('/')}/v1/{signal}"
+
+class SaidOnce(logging.Filter):
+    """Lets the first record of each message (template) through; drops the repeats.
+
+    On the OTLP exporter's loggers: an endpoint that stays down would otherwise
+    print a "Transient error … retrying" line per batch on the host's stderr.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = str(record.msg)
+        if key in self._seen or key in _ALREADY_SAID:
+            return False
+        self._seen.add(key)
+        return True
+
+
+# said by routerscope's own "nothing listens at ..." line at shutdown
+_ALREADY_SAID: Final = frozenset({"Shutdown in progress, aborting retry."})
+_said_once = SaidOnce()
+
+
+def _quiet_export_loggers() -> None:
+    for name in _EXPORT_LOGGERS:
+        lg = logging.getLogger(name)
+        if _said_once not in lg.filters:
+            lg.addFilter(_said_once)
+
+
+_SDK_ENV_LOGGERS: Final = ("opentelemetry.exporter.otlp.common._aggregation",
+                           "opentelemetry.exporter.otlp.proto.common._internal.metrics_encoder",
+                           "opentelemetry.exporter.otlp.proto.http")
 
 
 def _reset_in_child(ref: weakref.ref[_Lazy]) -> Any:
@@ -59,9 +98,17 @@ class _Lazy:
     _cls = ""
     _signal = ""
 
-    def __init__(self, endpoint: str | None = None, **kwargs: Any) -> None:
-        self._kwargs = {"endpoint": endpoint, **kwargs} if endpoint else dict(kwargs)
+    def __init__(self, endpoint: str | None = None, *, timeout: float | None = None,
+                 compression: str | None = None, **kwargs: Any) -> None:
+        from routerscope.telemetry._settings import env_endpoint
+
+        self._endpoint = endpoint or env_endpoint(self._signal)
+        self._kwargs: dict[str, Any] = {"endpoint": self._endpoint, **kwargs}
+        if timeout is not None:
+            self._kwargs["timeout"] = timeout
+        self._compression = compression
         self._inner: Any = None
+        self._inner_shut = False
         self._lock = threading.Lock()
         self._closed = False
         if hasattr(os, "register_at_fork"):
@@ -70,6 +117,7 @@ class _Lazy:
     def _after_fork_in_child(self) -> None:
         """The child builds its own exporter: the parent's HTTP session and sockets stay the parent's."""
         self._inner = None
+        self._inner_shut = False
         self._lock = threading.Lock()
 
     def _get(self) -> Any:
@@ -78,8 +126,26 @@ class _Lazy:
                 if self._inner is None:
                     import importlib
 
-                    cls = getattr(importlib.import_module(self._module), self._cls)
-                    self._inner = cls(**self._kwargs)
+                    kwargs = dict(self._kwargs)
+                    if self._compression is not None:
+                        from opentelemetry.exporter.otlp.proto.http import Compression
+
+                        kwargs["compression"] = Compression(self._compression)
+                    from routerscope.telemetry._settings import DropSdkRepeats
+
+                    # the SDK re-reads some variables here; routerscope already said
+                    # what it uses instead, so the SDK's own line about them is dropped
+                    quiet = DropSdkRepeats()
+                    loggers = [logging.getLogger(n) for n in _SDK_ENV_LOGGERS]
+                    for lg in loggers:
+                        lg.addFilter(quiet)
+                    _quiet_export_loggers()
+                    try:
+                        cls = getattr(importlib.import_module(self._module), self._cls)
+                        self._inner = cls(**kwargs)
+                    finally:
+                        for lg in loggers:
+                            lg.removeFilter(quiet)
         return self._inner
 
     def prepare(self) -> None:
@@ -97,33 +163,48 @@ class _Lazy:
             return self._get().export(*args, **kwargs)
 
     def _shutdown(self) -> None:
-        self._closed = True
-        if self._inner is not None:
-            self._inner.shutdown()
+        """Stop exporting; the SDK exporter's shutdown also aborts a retry in progress."""
+        with self._lock:
+            self._closed = True
+            inner = self._inner if not self._inner_shut else None
+            self._inner_shut = True
+        if inner is not None:
+            inner.shutdown()
 
-    def endpoint(self) -> str | None:
-        if self._inner is not None:
-            return getattr(self._inner, "_endpoint", None)
-        return self._kwargs.get("endpoint")
+    @property
+    def built(self) -> bool:
+        """Whether the SDK's exporter has been imported and built (on the first export)."""
+        return self._inner is not None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def endpoint(self) -> str:
+        return self._endpoint
 
     def close_if_unreachable(self, timeout_s: float = 0.25) -> bool:
         """At shutdown: if nothing listens at the endpoint, stop exporting now.
 
         A refused connection would only make the SDK retry with backoff until
         its timeout; what it holds would be lost all the same. Returns True if
-        the exporter was closed.
+        the exporter was closed. Never raises.
         """
         import socket
         from urllib.parse import urlsplit
 
-        url = self.endpoint() or _env_endpoint(self._signal)
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            with socket.create_connection((parts.hostname or "127.0.0.1", port), timeout_s):
+            parts = urlsplit(self._endpoint)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            host = parts.hostname or "127.0.0.1"
+        except ValueError:  # the settings validated it; an endpoint passed in by hand may not be
+            self._closed = True
+            return True
+        try:
+            with socket.create_connection((host, port), timeout_s):
                 return False
         except OSError:
-            self._closed = True
+            self._shutdown()  # also ends a retry loop the SDK exporter may be in
             return True
 
 
@@ -161,10 +242,8 @@ class LazyOTLPLogExporter(_Lazy, LogRecordExporter):
         return True
 
 
-def _temporality() -> dict[type, AggregationTemporality]:
+def _temporality(pref: str) -> dict[type, AggregationTemporality]:
     """OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, as the SDK's exporter reads it."""
-    pref = os.environ.get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
-                          "cumulative").strip().lower()
     cumulative = AggregationTemporality.CUMULATIVE
     delta = AggregationTemporality.DELTA
     if pref == "delta":
@@ -184,9 +263,23 @@ class LazyOTLPMetricExporter(_Lazy, MetricExporter):
     _cls = "OTLPMetricExporter"
     _signal = "metrics"
 
-    def __init__(self, endpoint: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, endpoint: str | None = None, *, temporality: str = "cumulative",
+                 histogram_aggregation: str = "explicit_bucket_histogram",
+                 **kwargs: Any) -> None:
+        from opentelemetry.sdk.metrics.view import (
+            Aggregation,
+            ExponentialBucketHistogramAggregation,
+        )
+
         _Lazy.__init__(self, endpoint, **kwargs)
-        MetricExporter.__init__(self, preferred_temporality=_temporality())
+        preferred = _temporality(temporality)
+        aggregation: dict[type, Aggregation] = (
+            {Histogram: ExponentialBucketHistogramAggregation()}
+            if histogram_aggregation == "base2_exponential_bucket_histogram" else {})
+        self._kwargs["preferred_temporality"] = preferred
+        self._kwargs["preferred_aggregation"] = aggregation
+        MetricExporter.__init__(self, preferred_temporality=preferred,
+                                preferred_aggregation=aggregation)
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
                **kwargs: Any) -> MetricExportResult:

@@ -1,14 +1,22 @@
-"""Structured events: structlog and stdlib logging, to the console and to OTel logs.
+"""Log records to OTel logs, leaving the host's logging as it was.
 
-* structlog (when the application has not configured it) renders through
-  stdlib logging, like routerscope's own events, so one set of handlers sees
-  everything.
-* :class:`OTelLogHandler` turns every record into an OTel log record: the
-  message as body, the structured fields as attributes, the current span's
-  trace and span ids, so a log line in Loki links to its trace in Tempo.
-* Console output is JSON (timestamp, level, event, logger, fields, and
-  ``trace_id``/``span_id`` inside a span) or a human console format.
-* Secrets are redacted on both handlers (:mod:`._redact`).
+* :class:`OTelLogHandler` sits on the root logger at level NOTSET, so it
+  exports exactly what the application's logger levels let through (root's
+  level is never changed): the message as body, the ``extra`` fields as
+  attributes, the current span's trace and span ids. It redacts a copy and
+  never mutates the record the application's own handlers format. While it is
+  the only handler a record reaches, it hands the record to
+  ``logging.lastResort`` as the stdlib would have, so what prints on stderr is
+  what printed without it. ``logging.basicConfig``/``dictConfig``/``fileConfig``
+  are wrapped (as the OpenTelemetry SDK does) so that the handler does not make
+  them a no-op and survives them.
+* structlog, when the application left it unconfigured, keeps its own output;
+  a processor inserted before its renderer copies each event to OTel logs.
+* routerscope's own events go to the ``routerscope`` logger at
+  ``ROUTERSCOPE_LOG_LEVEL``; ``ROUTERSCOPE_LOG_FORMAT`` gives it its own
+  console handler (JSON or console lines on stderr) when wanted.
+* Redaction (:mod:`._redact`) fails closed: a record whose redaction fails is
+  not exported.
 """
 
 from __future__ import annotations
@@ -23,7 +31,8 @@ from opentelemetry import trace
 from opentelemetry._logs import LoggerProvider, LogRecord, SeverityNumber, get_logger
 from opentelemetry.context import get_current
 
-from routerscope.telemetry._redact import RedactingFilter
+from routerscope.core import otel
+from routerscope.telemetry._redact import RedactingFilter, redact, redact_value
 
 __all__ = ["OTelLogHandler", "add_trace_context", "install_logging", "uninstall_logging"]
 
@@ -40,9 +49,6 @@ _SEVERITY: Final = {
 # Records from these loggers never go to OTel: the export path itself logs through
 # them, and shipping its failures through itself would loop.
 _SKIP_PREFIXES: Final = ("opentelemetry", "urllib3", "requests")
-
-
-_configured_structlog = False
 
 
 def add_trace_context(_logger: Any, _method: str,
@@ -63,41 +69,91 @@ def _primitive(v: Any) -> Any:
     return str(v)
 
 
+def _other_handlers(record: logging.LogRecord, mine: logging.Handler) -> bool:
+    """Whether ``record`` reaches a handler other than ``mine`` (as ``callHandlers`` walks)."""
+    c: logging.Logger | None = logging.getLogger(record.name) if record.name != "root" else None
+    while c is not None:
+        for h in c.handlers:
+            if h is not mine:
+                return True
+        if not c.propagate:
+            return False
+        c = c.parent
+    return any(h is not mine for h in logging.root.handlers)
+
+
 class OTelLogHandler(logging.Handler):
     """A stdlib handler that emits OTel log records through a LoggerProvider."""
 
     def __init__(self, provider: LoggerProvider, level: int = logging.NOTSET) -> None:
         super().__init__(level)
         self._provider = provider
-        self.addFilter(RedactingFilter())
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def handle(self, record: logging.LogRecord) -> bool:
+        if (logging.lastResort is not None and record.levelno >= logging.lastResort.level
+                and not _other_handlers(record, self)):
+            logging.lastResort.handle(record)  # what the stdlib does when no handler is found
         if record.name.startswith(_SKIP_PREFIXES):
             return False
-        return bool(super().filter(record))
+        return bool(super().handle(record))
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            attrs: dict[str, Any] = {
-                k: _primitive(v) for k, v in vars(record).items()
-                if k not in _RESERVED and v is not None and not k.startswith("_")
-            }
-            attrs["code.function.name"] = record.funcName
-            attrs["code.line.number"] = record.lineno
-            if record.exc_info and record.exc_info[0] is not None:
-                attrs["exception.type"] = record.exc_info[0].__name__
-                attrs["exception.message"] = str(record.exc_info[1])
+            body, attrs = _redacted(record)
+        except Exception:  # noqa: BLE001 - fail closed: not exported rather than partly redacted
+            otel.swallowed("logs.redact")
+            return
+        try:
             sev, text = _SEVERITY.get(record.levelno, (SeverityNumber.UNSPECIFIED, record.levelname))
             get_logger(record.name, logger_provider=self._provider).emit(LogRecord(
                 timestamp=int(record.created * 1e9), observed_timestamp=time_ns(),
                 context=get_current(), severity_text=text, severity_number=sev,
-                body=record.getMessage(), attributes=attrs,
+                body=body, attributes=attrs,
             ))
         except Exception:  # noqa: BLE001 - never raise into the application
-            self.handleError(record)
+            otel.swallowed("logs.emit")
 
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - stdlib name
-        pass  # counted by the SDK's processor metrics; printing tracebacks would spam
+
+def _redacted(record: logging.LogRecord) -> tuple[str, dict[str, Any]]:
+    """The record's message and extra fields as OTel body and attributes, secrets redacted."""
+    attrs: dict[str, Any] = {
+        k: redact_value(_primitive(v)) for k, v in vars(record).items()
+        if k not in _RESERVED and v is not None and not k.startswith("_")
+    }
+    attrs["code.function.name"] = record.funcName
+    attrs["code.line.number"] = record.lineno
+    if record.exc_info and record.exc_info[0] is not None:
+        attrs["exception.type"] = record.exc_info[0].__name__
+        attrs["exception.message"] = redact(str(record.exc_info[1]))
+    return redact(record.getMessage()), attrs
+
+
+class _StructlogToOTel:
+    """structlog processor: copies each event to OTel logs and passes it on unchanged."""
+
+    def __init__(self, provider: LoggerProvider) -> None:
+        self._provider = provider
+
+    def __call__(self, logger: Any, method: str,
+                 event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        try:
+            body = redact(str(event_dict.get("event", "")))
+            attrs = {str(k): redact_value(_primitive(v)) for k, v in event_dict.items()
+                     if k != "event" and v is not None}
+        except Exception:  # noqa: BLE001 - fail closed: not exported rather than partly redacted
+            otel.swallowed("logs.redact")
+            return event_dict
+        try:
+            level = logging.getLevelName(method.upper())
+            sev, text = _SEVERITY.get(level if isinstance(level, int) else logging.INFO,
+                                      (SeverityNumber.INFO, "INFO"))
+            name = str(event_dict.get("logger") or getattr(logger, "name", None) or "structlog")
+            get_logger(name, logger_provider=self._provider).emit(LogRecord(
+                timestamp=time_ns(), observed_timestamp=time_ns(), context=get_current(),
+                severity_text=text, severity_number=sev, body=body, attributes=attrs))
+        except Exception:  # noqa: BLE001 - never raise into the application
+            otel.swallowed("logs.structlog")
+        return event_dict
 
 
 def _formatter(kind: str) -> logging.Formatter:
@@ -132,71 +188,117 @@ class _LazyFormatter(logging.Formatter):
         return self._inner.format(record)
 
 
-def _configure_structlog(module: Any = None) -> None:
-    """Route the app's structlog events through stdlib logging, unless it set structlog up."""
-    global _configured_structlog
+_structlog_processor: _StructlogToOTel | None = None
+
+
+def _hook_structlog(_module: Any = None) -> None:
+    """Copy the app's structlog events to OTel logs, unless the app configured structlog.
+
+    An app that configured structlog onto stdlib logging is already covered by
+    the root handler; one that left the defaults keeps their output, with
+    :class:`_StructlogToOTel` inserted before the renderer.
+    """
     import structlog
 
-    if structlog.is_configured():
+    proc = _structlog_processor
+    if proc is None or structlog.is_configured():
         return
-    structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars,
-                    structlog.stdlib.filter_by_level,
-                    structlog.processors.StackInfoRenderer(),
-                    structlog.stdlib.render_to_log_kwargs],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
-    _configured_structlog = True
+    processors = structlog.get_config()["processors"]  # the live default list
+    if proc not in processors:
+        processors.insert(max(0, len(processors) - 1), proc)
+
+
+def _unhook_structlog() -> None:
+    import structlog
+
+    processors = structlog.get_config()["processors"]
+    if _structlog_processor in processors:
+        processors.remove(_structlog_processor)
 
 
 _installed: list[tuple[logging.Logger, logging.Handler]] = []
+_config_fns: dict[str, Any] = {}
+
+
+def _keep_handler_through_config(handler: logging.Handler) -> None:
+    """Wrap the stdlib's config functions so ``handler`` neither blocks nor is lost by them."""
+    import logging.config
+
+    def wrap(fn: Any) -> Any:
+        def configure_logging(*args: Any, **kwargs: Any) -> Any:
+            root = logging.getLogger()
+            present = handler in root.handlers
+            if present:
+                root.removeHandler(handler)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if present:
+                    root.addHandler(handler)
+        configure_logging.__wrapped__ = fn  # type: ignore[attr-defined]
+        return configure_logging
+
+    _config_fns["basicConfig"] = logging.basicConfig
+    _config_fns["dictConfig"] = logging.config.dictConfig
+    _config_fns["fileConfig"] = logging.config.fileConfig
+    logging.basicConfig = wrap(logging.basicConfig)
+    logging.config.dictConfig = wrap(logging.config.dictConfig)
+    logging.config.fileConfig = wrap(logging.config.fileConfig)
+
+
+def _restore_config_fns() -> None:
+    import logging.config
+
+    for owner, name in ((logging, "basicConfig"), (logging.config, "dictConfig"),
+                        (logging.config, "fileConfig")):
+        original = _config_fns.pop(name, None)
+        # put the original back only if nobody wrapped ours since
+        if original is not None and getattr(getattr(owner, name), "__wrapped__", None) is original:
+            setattr(owner, name, original)
 
 
 def install_logging(provider: LoggerProvider | None, *, level: int, fmt: str) -> None:
-    """Attach the OTel handler (if ``provider``) and a console handler per ``fmt``."""
-    global _configured_structlog
+    """Attach the OTel handler to root (if ``provider``) and routerscope's console per ``fmt``.
+
+    Root's level and the application's handlers are left as they are.
+    """
+    global _structlog_processor
     root = logging.getLogger()
     ours = logging.getLogger("routerscope")
     ours.setLevel(level)
-    app_has_logging = bool(root.handlers)
     if fmt == "auto":
-        fmt = "none" if app_has_logging else "json"
-    if provider is not None:
-        h: logging.Handler = OTelLogHandler(provider, level=logging.INFO)
-        root.addHandler(h)
-        _installed.append((root, h))
+        fmt = "none" if root.handlers else "json"
     if fmt in ("json", "console"):
         console = logging.StreamHandler(sys.stderr)
         console.setFormatter(_LazyFormatter(fmt))
         console.addFilter(RedactingFilter())
-        # with no logging set up, the app's records get the console too; otherwise
-        # its own handlers show them and ours shows only routerscope's events
-        target = ours if app_has_logging else root
-        if not app_has_logging and root.level > level:
-            root.setLevel(level)
-        target.addHandler(console)
-        _installed.append((target, console))
+        ours.addHandler(console)
+        _installed.append((ours, console))
+    if provider is None:
+        return
+    h = OTelLogHandler(provider)
+    root.addHandler(h)
+    _installed.append((root, h))
+    _keep_handler_through_config(h)
+    _structlog_processor = _StructlogToOTel(provider)
     if "structlog" in sys.modules:
-        _configure_structlog()
-    else:  # configure it when (if) the application imports it
+        _hook_structlog()
+    else:  # when (if) the application imports it
         try:
             import wrapt
 
-            wrapt.register_post_import_hook(_configure_structlog, "structlog")
-        except ImportError:
-            _configure_structlog()
+            wrapt.register_post_import_hook(_hook_structlog, "structlog")
+        except ImportError:  # without wrapt, only an app that imported structlog first is hooked
+            otel.swallowed("logs.structlog_hook")
 
 
 def uninstall_logging() -> None:
-    global _configured_structlog
+    global _structlog_processor
     for logger, handler in _installed:
         logger.removeHandler(handler)
         handler.close()
     _installed.clear()
-    if _configured_structlog:
-        import structlog
-
-        structlog.reset_defaults()
-        _configured_structlog = False
+    _restore_config_fns()
+    if _structlog_processor is not None and "structlog" in sys.modules:
+        _unhook_structlog()
+    _structlog_processor = None

@@ -19,7 +19,10 @@ from typing import Any, Final
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 
-__all__ = ["REDACTED", "RedactingFilter", "RedactingSpanProcessor", "has_secret", "redact"]
+from routerscope.core import otel
+
+__all__ = ["REDACTED", "RedactingFilter", "RedactingSpanProcessor", "has_secret", "redact",
+           "redact_value"]
 
 REDACTED: Final = "REDACTED"
 
@@ -47,11 +50,12 @@ def redact(text: str) -> str:
     return text
 
 
-def _redact_value(value: Any) -> Any:
+def redact_value(value: Any) -> Any:
+    """``value`` with secrets redacted in it (a string, or each string of a list or tuple)."""
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, tuple | list):
-        return type(value)(_redact_value(v) for v in value)
+        return type(value)(redact_value(v) for v in value)
     return value
 
 
@@ -69,7 +73,7 @@ def _attrs_have_secret(attrs: Mapping[str, Any] | None) -> bool:
 
 
 def _clean(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {k: _redact_value(v) for k, v in (attrs or {}).items()}
+    return {k: redact_value(v) for k, v in (attrs or {}).items()}
 
 
 class RedactingSpanProcessor(SpanProcessor):
@@ -91,6 +95,7 @@ class RedactingSpanProcessor(SpanProcessor):
             try:
                 span = _redacted_copy(span)
             except Exception:  # noqa: BLE001 - better to drop than to leak
+                otel.swallowed("traces.redact")
                 return
         self.inner.on_end(span)
 
@@ -120,20 +125,28 @@ _RECORD_FIELDS: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None,
 
 
 class RedactingFilter(logging.Filter):
-    """Redacts a record's message, args and extra fields in place; never drops it."""
+    """Redacts a record's message, args and extra fields; fails closed.
+
+    Every redacted value is computed first and applied only if all succeeded:
+    on an internal error the record is dropped (``False``), never passed on
+    partly redacted, as :class:`RedactingSpanProcessor` drops a span.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
-            if isinstance(record.msg, str):
-                record.msg = redact(record.msg)
-            if record.args:
-                if isinstance(record.args, Mapping):
-                    record.args = {k: _redact_value(v) for k, v in record.args.items()}
+            msg = redact(record.msg) if isinstance(record.msg, str) else record.msg
+            args: Any = record.args
+            if args:
+                if isinstance(args, Mapping):
+                    args = {k: redact_value(v) for k, v in args.items()}
                 else:
-                    record.args = tuple(_redact_value(a) for a in record.args)
-            for k, v in list(vars(record).items()):
-                if k not in _RECORD_FIELDS and isinstance(v, str | list | tuple):
-                    setattr(record, k, _redact_value(v))
-        except Exception:  # noqa: BLE001
-            pass
+                    args = tuple(redact_value(a) for a in args)
+            extras = {k: redact_value(v) for k, v in vars(record).items()
+                      if k not in _RECORD_FIELDS and isinstance(v, str | list | tuple)}
+        except Exception:  # noqa: BLE001 - better to drop than to leak
+            otel.swallowed("logs.redact")
+            return False
+        record.msg, record.args = msg, args
+        for k, v in extras.items():
+            setattr(record, k, v)
         return True

@@ -1,32 +1,33 @@
-"""SDK providers, exporters and views: :func:`configure` and :func:`shutdown`."""
+"""SDK providers and exporters: :func:`configure` and :func:`shutdown`.
+
+Histogram buckets come from each instrument's ``explicit_bucket_boundaries_advisory``
+(set by :mod:`routerscope.core.otel` from ``Metric.buckets``), so no View is
+needed and ``opentelemetry-instrument`` gets the same buckets.
+"""
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import socket
 import sys
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 from opentelemetry import metrics, trace
 
 from routerscope._version import __version__
 from routerscope.core import otel, signals
-from routerscope.telemetry._settings import DEFAULT_ENDPOINT, Settings, otlp_endpoint_set
+from routerscope.telemetry._settings import SdkArgs, Settings
 
-__all__ = ["VIEWS_BUCKETS", "configure", "force_flush", "is_configured", "shutdown"]
+__all__ = ["configure", "force_flush", "is_configured", "shutdown"]
 
 _logger = logging.getLogger("routerscope.telemetry")
-
-VIEWS_BUCKETS: Final[dict[str, tuple[float, ...]]] = {
-    m.name: m.buckets for m in signals.ALL_METRICS if m.buckets is not None
-}
-
 
 @dataclass
 class _State:
@@ -37,6 +38,7 @@ class _State:
     owned: list[Any] = field(default_factory=list)  # providers we created and must shut down
     lazy_exporters: list[Any] = field(default_factory=list)
     joined: list[str] = field(default_factory=list)  # signals whose provider the app owns
+    resource: Any = None  # one Resource (one service.instance.id) for every provider
 
 
 _state: _State | None = None
@@ -66,26 +68,34 @@ def _resource(settings: Settings) -> Any:
     return Resource.create(attrs)
 
 
-def _views() -> list[Any]:
-    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
-
-    # scoped to routerscope's meter: instrumentations that create the same instrument
-    # (http.client.request.duration) bring their own bucket advice, and one view
-    # matching two scopes makes the SDK warn about conflicting identities
-    return [View(instrument_name=name, meter_name=otel.SCOPE,
-                 aggregation=ExplicitBucketHistogramAggregation(b))
-            for name, b in VIEWS_BUCKETS.items()]
-
-
-def _endpoint(signal: str) -> str | None:
-    """Our default (the local sidecar) unless an OTEL_* variable says otherwise."""
-    if otlp_endpoint_set(signal):
-        return None  # the exporter reads the standard variables itself
-    return f"{DEFAULT_ENDPOINT}/v1/{signal}"
-
-
 def _is_sdk(provider: Any, sdk_cls: type) -> bool:
     return isinstance(provider, sdk_cls)
+
+
+@contextlib.contextmanager
+def _narrowed_env(overrides: dict[str, str | None]) -> Iterator[None]:
+    """Run set-up with the variables the SDK reads at import narrowed to usable values.
+
+    The settings warned about each bad one; the originals are restored right
+    after set-up. ``opentelemetry.propagate`` is imported inside, because it
+    reads OTEL_PROPAGATORS once, at import.
+    """
+    before = {k: os.environ.get(k) for k in overrides}
+    for k, v in overrides.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    try:
+        import opentelemetry.propagate  # noqa: F401
+
+        yield
+    finally:
+        for k, old in before.items():
+            if old is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = old
 
 
 def configure(*, settings: Settings | None = None, span_exporters: Sequence[Any] = (),
@@ -107,24 +117,35 @@ def configure(*, settings: Settings | None = None, span_exporters: Sequence[Any]
         if st.sdk_disabled:
             _logger.info("OTEL_SDK_DISABLED is set: telemetry stays a no-op")
             return False
+        sdk = st.sdk or SdkArgs.from_env(os.environ)
         os.environ.setdefault("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
         state = _State(st)
         try:
-            _configure_metrics(state, metric_readers, otlp)
-            _configure_traces(state, span_exporters, otlp)
-            _configure_logs(state, log_exporters, otlp)
-        except Exception:
-            _logger.exception("routerscope telemetry set-up failed; continuing without it")
+            with _narrowed_env(sdk.env_overrides):
+                state.resource = _resource(st)
+                _configure_metrics(state, sdk, metric_readers, otlp)
+                _configure_traces(state, sdk, span_exporters, otlp)
+                _configure_logs(state, sdk, log_exporters, otlp)
+        except Exception as exc:  # noqa: BLE001 - the app runs on without telemetry
+            _logger.warning("routerscope: telemetry set-up failed (%s: %s); continuing "
+                            "without it", type(exc).__name__, exc)
+            otel.swallowed("telemetry.configure")
             return False
         _state = state
         otel.observe(signals.TELEMETRY_DEFERRED_DROPPED,
-                      lambda: [(float(otel.deferred_dropped()), {})])
+                     lambda: [(float(otel.deferred_dropped()), {})])
         atexit.register(shutdown)
     return True
 
 
-def _configure_metrics(state: _State, readers: Sequence[Any], otlp: bool) -> None:
-    from opentelemetry.sdk.metrics import MeterProvider
+def _configure_metrics(state: _State, sdk: SdkArgs, readers: Sequence[Any], otlp: bool) -> None:
+    from opentelemetry.sdk.metrics import (
+        AlwaysOffExemplarFilter,
+        AlwaysOnExemplarFilter,
+        ExemplarFilter,
+        MeterProvider,
+        TraceBasedExemplarFilter,
+    )
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
     current = metrics.get_meter_provider()
@@ -136,11 +157,20 @@ def _configure_metrics(state: _State, readers: Sequence[Any], otlp: bool) -> Non
     if otlp:
         from routerscope.telemetry._exporters import LazyOTLPMetricExporter
 
-        exporter = LazyOTLPMetricExporter(endpoint=_endpoint("metrics"))
+        exporter = LazyOTLPMetricExporter(
+            endpoint=sdk.endpoints["metrics"], timeout=sdk.exporter_timeout_s["metrics"],
+            compression=sdk.compression["metrics"], temporality=sdk.temporality,
+            histogram_aggregation=sdk.histogram_aggregation)
         state.lazy_exporters.append(exporter)
-        all_readers.append(_fork_safe_reader(PeriodicExportingMetricReader)(exporter))
-    mp = MeterProvider(resource=_resource(state.settings), metric_readers=all_readers,
-                       views=_views(), shutdown_on_exit=False)
+        all_readers.append(_fork_safe_reader(PeriodicExportingMetricReader)(
+            exporter, export_interval_millis=sdk.metric_export_interval_ms,
+            export_timeout_millis=sdk.metric_export_timeout_ms))
+    exemplar_filter: ExemplarFilter = (
+        AlwaysOnExemplarFilter() if sdk.exemplar_filter == "always_on"
+        else AlwaysOffExemplarFilter() if sdk.exemplar_filter == "always_off"
+        else TraceBasedExemplarFilter())
+    mp = MeterProvider(resource=state.resource, metric_readers=all_readers,
+                       exemplar_filter=exemplar_filter, shutdown_on_exit=False)
     metrics.set_meter_provider(mp)
     state.meter_provider = mp
     state.owned.append(mp)
@@ -161,8 +191,25 @@ def _fork_safe_reader(base: type) -> type:
     return ForkSafeReader
 
 
-def _configure_traces(state: _State, exporters: Sequence[Any], otlp: bool) -> None:
-    from opentelemetry.sdk.trace import TracerProvider
+def _sampler(sdk: SdkArgs) -> Any:
+    """The sampler OTEL_TRACES_SAMPLER names (None: an installed plug-in the SDK loads)."""
+    from opentelemetry.sdk.trace import sampling
+
+    r = sdk.sampler_ratio
+    choices: dict[str | None, Any] = {
+        None: lambda: None,
+        "always_on": lambda: sampling.ALWAYS_ON,
+        "always_off": lambda: sampling.ALWAYS_OFF,
+        "traceidratio": lambda: sampling.TraceIdRatioBased(r),
+        "parentbased_always_on": lambda: sampling.ParentBased(sampling.ALWAYS_ON),
+        "parentbased_always_off": lambda: sampling.ParentBased(sampling.ALWAYS_OFF),
+        "parentbased_traceidratio": lambda: sampling.ParentBasedTraceIdRatio(r),
+    }
+    return choices[sdk.sampler]()
+
+
+def _configure_traces(state: _State, sdk: SdkArgs, exporters: Sequence[Any], otlp: bool) -> None:
+    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     from routerscope.telemetry._redact import RedactingSpanProcessor
@@ -177,49 +224,64 @@ def _configure_traces(state: _State, exporters: Sequence[Any], otlp: bool) -> No
     # The SDK's per-span counters (otel.sdk.span.*) cost two or three metric records on
     # every span; the processors' and exporters' metrics (dropped spans, queue depth,
     # export failures: per batch, cheap) keep the real meter provider below.
-    tp = TracerProvider(resource=_resource(state.settings), shutdown_on_exit=False,
+    tp = TracerProvider(resource=state.resource, shutdown_on_exit=False,
+                        sampler=_sampler(sdk), span_limits=SpanLimits(**sdk.span_limits),
                         meter_provider=NoOpMeterProvider())
     all_exporters = list(exporters)
     if otlp:
         from routerscope.telemetry._exporters import LazyOTLPSpanExporter
 
-        all_exporters.append(LazyOTLPSpanExporter(endpoint=_endpoint("traces")))
+        all_exporters.append(LazyOTLPSpanExporter(
+            endpoint=sdk.endpoints["traces"], timeout=sdk.exporter_timeout_s["traces"],
+            compression=sdk.compression["traces"]))
         state.lazy_exporters.append(all_exporters[-1])
+    b = sdk.bsp
     for exp in all_exporters:
-        tp.add_span_processor(RedactingSpanProcessor(
-            BatchSpanProcessor(exp, meter_provider=state.meter_provider)))
+        tp.add_span_processor(RedactingSpanProcessor(BatchSpanProcessor(
+            exp, max_queue_size=b.max_queue_size, schedule_delay_millis=b.schedule_delay_millis,
+            max_export_batch_size=b.max_export_batch_size,
+            export_timeout_millis=b.export_timeout_millis, meter_provider=state.meter_provider)))
     trace.set_tracer_provider(tp)
     state.tracer_provider = tp
     state.owned.append(tp)
 
 
-def _configure_logs(state: _State, exporters: Sequence[Any], otlp: bool) -> None:
+def _configure_logs(state: _State, sdk: SdkArgs, exporters: Sequence[Any], otlp: bool) -> None:
     from opentelemetry._logs import get_logger_provider, set_logger_provider
-    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
     from routerscope.telemetry._logging import install_logging
 
+    bridge = state.settings.logs
     current = get_logger_provider()
     if _is_sdk(current, LoggerProvider):
         state.joined.append("logs")
         state.logger_provider = current
-    else:
-        lp = LoggerProvider(resource=_resource(state.settings), shutdown_on_exit=False)
+    elif bridge:
+        lp = LoggerProvider(resource=state.resource, shutdown_on_exit=False,
+                            log_record_limits=LogRecordLimits(**sdk.log_limits))
         all_exporters = list(exporters)
         if otlp:
             from routerscope.telemetry._exporters import LazyOTLPLogExporter
 
-            all_exporters.append(LazyOTLPLogExporter(endpoint=_endpoint("logs")))
+            all_exporters.append(LazyOTLPLogExporter(
+                endpoint=sdk.endpoints["logs"], timeout=sdk.exporter_timeout_s["logs"],
+                compression=sdk.compression["logs"]))
             state.lazy_exporters.append(all_exporters[-1])
+        b = sdk.blrp
         for exp in all_exporters:
             lp.add_log_record_processor(BatchLogRecordProcessor(
-                exp, meter_provider=state.meter_provider))
+                exp, max_queue_size=b.max_queue_size,
+                schedule_delay_millis=b.schedule_delay_millis,
+                max_export_batch_size=b.max_export_batch_size,
+                export_timeout_millis=b.export_timeout_millis,
+                meter_provider=state.meter_provider))
         set_logger_provider(lp)
         state.logger_provider = lp
         state.owned.append(lp)
-    install_logging(state.logger_provider, level=state.settings.log_level,
-                    fmt=state.settings.log_format)
+    install_logging(state.logger_provider if bridge else None,
+                    level=state.settings.log_level, fmt=state.settings.log_format)
 
 
 def force_flush(timeout_s: float = 5.0) -> bool:
@@ -251,28 +313,45 @@ def _quiet(fn: Any) -> Any:
     def run() -> None:
         try:
             fn()
-        except Exception:  # noqa: BLE001
-            pass
+        except Exception:  # noqa: BLE001 - a provider's flush failing must not reach the app
+            otel.swallowed("telemetry.flush")
     return run
 
 
 def shutdown(timeout_s: float | None = None) -> bool:
-    """Flush and stop what :func:`configure` set up, in bounded time (endpoint up or down)."""
+    """Flush and stop what :func:`configure` set up, in bounded time (endpoint up or down).
+
+    ``timeout_s`` (default ``ROUTERSCOPE_SHUTDOWN_TIMEOUT``) is clamped to
+    ``MAX_SHUTDOWN_TIMEOUT`` seconds.
+    """
     global _state
     with _lock:
         st = _state
         if st is None:
             return True
         _state = None
+    import math
+    import time
+
     from routerscope.telemetry._logging import uninstall_logging
+    from routerscope.telemetry._settings import MAX_SHUTDOWN_TIMEOUT
 
     timeout = st.settings.shutdown_timeout if timeout_s is None else timeout_s
+    if not math.isfinite(timeout) or timeout < 0:
+        timeout = st.settings.shutdown_timeout
+    timeout = min(timeout, MAX_SHUTDOWN_TIMEOUT)
+    t0 = time.monotonic()
+    atexit.unregister(shutdown)
     otel.drain()
     uninstall_logging()
-    closed = [e for e in st.lazy_exporters if e.close_if_unreachable()]
+    try:
+        closed = [e for e in st.lazy_exporters if e.close_if_unreachable()]
+    except Exception:  # noqa: BLE001 - the check is an optimisation; the flush is bounded anyway
+        otel.swallowed("telemetry.shutdown.reachability")
+        closed = []
     if closed:
         _logger.warning("routerscope: nothing listens at %s; telemetry not flushed",
-                        ", ".join(sorted({str(e.endpoint() or e._signal) for e in closed})))
+                        ", ".join(sorted({str(e.endpoint()) for e in closed})))
     # An exporter first built by the final collection would ask the already shut-down
     # MeterProvider for its self-metrics meter (the SDK then warns at every exit): build
     # them now, while the providers are alive. Their import happens at exit either way.
@@ -282,15 +361,7 @@ def shutdown(timeout_s: float | None = None) -> bool:
     # metrics last so the other providers' final self-metrics can still be collected
     traces_logs = [p.shutdown for p in (st.tracer_provider, st.logger_provider)
                    if p in st.owned]
-    import time
-
-    t0 = time.monotonic()
     ok = _run_bounded(traces_logs, timeout * 0.6)
     otel.drain()
-    rest = max(0.1, timeout - (time.monotonic() - t0))
-    ok = _run_bounded([p.shutdown for p in (st.meter_provider,) if p in st.owned], rest) and ok
-    try:
-        atexit.unregister(shutdown)
-    except Exception:  # noqa: BLE001
-        pass
-    return ok
+    rest = max(0.0, timeout - (time.monotonic() - t0))
+    return _run_bounded([p.shutdown for p in (st.meter_provider,) if p in st.owned], rest) and ok
