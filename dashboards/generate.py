@@ -292,7 +292,8 @@ def build_dashboard() -> dict[str, Any]:
                         dash.DashboardLink(t).type(DashboardLinkType.LINK).url(u)
                         .target_blank(False) for t, u in p.links])
                 d = d.with_panel(builder)
-        return json.loads(json.dumps(d.build(), cls=JSONEncoder))
+        built: dict[str, Any] = json.loads(json.dumps(d.build(), cls=JSONEncoder))
+        return built
 
 
 def render() -> dict[str, str]:

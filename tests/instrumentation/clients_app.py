@@ -19,8 +19,8 @@ from opentelemetry import trace
 BASE = os.environ.get("BASE", "http://127.0.0.1:9/v1")
 ANTHROPIC_BASE = os.environ.get("ANTHROPIC_BASE", BASE)
 MSGS = [{"role": "user", "content": "say something"}]
-CHAT = {"model": "demo/small", "messages": MSGS, "max_tokens": 5}
-STREAM = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+CHAT: dict[str, Any] = {"model": "demo/small", "messages": MSGS, "max_tokens": 5}
+STREAM: dict[str, Any] = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
 tracer = trace.get_tracer("clients_app")
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 from opentelemetry import trace
 
 BASE = os.environ.get("BASE", "http://127.0.0.1:9/v1")
-STREAM = {"model": "demo/small", "messages": [{"role": "user", "content": "hi"}],
+STREAM: dict[str, Any] = {"model": "demo/small", "messages": [{"role": "user", "content": "hi"}],
           "max_tokens": 8, "stream": True, "stream_options": {"include_usage": True}}
 tracer = trace.get_tracer("failures_app")
 

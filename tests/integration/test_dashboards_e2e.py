@@ -14,9 +14,10 @@ import pytest
 
 from routerscope.core import signals
 from routerscope.testing import OTLPReceiver
+from tests._wait import wait_until
 
 from ..deploy.test_stack import panel_queries, substitute
-from .conftest import ROOT, Rotel, VictoriaMetrics, wait_until
+from .conftest import ROOT, Rotel, VictoriaMetrics
 
 pytestmark = pytest.mark.integration
 

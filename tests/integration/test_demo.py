@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import ROOT, VictoriaMetrics, wait_until
+from tests._wait import wait_until
+
+from .conftest import ROOT, VictoriaMetrics
 
 pytestmark = pytest.mark.integration
 

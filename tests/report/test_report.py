@@ -27,7 +27,7 @@ def test_histogram_quantile_matches_prometheus_rules() -> None:
 
 def _line(name: str, points: list[dict[str, Any]], kind: str = "histogram",
           service: str = "svc") -> str:
-    metric = {"name": name}
+    metric: dict[str, Any] = {"name": name}
     metric[kind] = {"dataPoints": points}
     return json.dumps({"resourceMetrics": [{"resource": {"attributes": [
         {"key": "service.name", "value": {"stringValue": service}}]},

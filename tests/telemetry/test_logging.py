@@ -159,12 +159,12 @@ def test_log_filter_fails_closed() -> None:
     """When redaction fails the filter drops the record and leaves no field half-redacted."""
     rec = _record_with_failing_redaction()
     assert RedactingFilter().filter(rec) is False
-    assert rec.args == (KEY,) and rec.secret == f"Bearer {KEY}"  # untouched, and not passed on
+    assert rec.args == (KEY,) and rec.__dict__["secret"] == f"Bearer {KEY}"  # untouched, and not passed on
 
 
 def test_otel_handler_drops_a_record_it_cannot_redact() -> None:
     """The OTel handler exports nothing for a record whose redaction fails."""
-    mem = InMemoryLogRecordExporter()
+    mem = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
     lp = LoggerProvider()
     lp.add_log_record_processor(SimpleLogRecordProcessor(mem))
     handler = OTelLogHandler(lp)

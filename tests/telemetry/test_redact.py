@@ -31,16 +31,16 @@ def test_span_processor_redacts_a_copy() -> None:
     with t.start_as_current_span("clean", attributes={"a": "b"}):
         pass
     dirty, clean = mem.get_finished_spans()
-    assert dirty.attributes["url.full"] == "http://REDACTED:REDACTED@h/"
-    assert "sk-" not in dirty.events[0].attributes["msg"]
-    assert clean.attributes["a"] == "b"
+    assert dict(dirty.attributes or {})["url.full"] == "http://REDACTED:REDACTED@h/"
+    assert "sk-" not in str(dict(dirty.events[0].attributes or {})["msg"])
+    assert dict(clean.attributes or {})["a"] == "b"
 
 
 def test_log_filter_redacts_message_args_and_extras() -> None:
     """A record's message, args and extra fields are redacted in place."""
     rec = logging.LogRecord("x", logging.INFO, "f", 1, "calling with %s", ("sk-abcdef0123456789",),
                             None)
-    rec.api = "Bearer sk-abcdef0123456789"
+    rec.api = "Bearer sk-abcdef0123456789"  # an `extra` field
     assert RedactingFilter().filter(rec)
     assert rec.getMessage() == "calling with REDACTED"
-    assert "sk-" not in rec.api
+    assert "sk-" not in rec.__dict__["api"]

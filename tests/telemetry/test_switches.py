@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -52,7 +54,8 @@ def on_state() -> dict[str, object]:
      lambda s: not s["requests_instrumented"]),
 ], ids=["genai", "pool-counting", "memory-monitor", "hardware-event", "logs", "requests"])
 def test_switch_turns_its_part_off(receiver: OTLPReceiver, on_state: dict[str, object],
-                                   switch: dict[str, str], check) -> None:  # type: ignore[no-untyped-def]
+                                   switch: dict[str, str],
+                                   check: Callable[[dict[str, Any]], bool]) -> None:
     """With the switch set the part is absent; without it, present."""
     off = _state(receiver, **switch)
     assert check(off), off
