@@ -189,29 +189,43 @@ class _Refuse(asyncio.Protocol):
         transport.close()
 
 
+def _counting_server(handler: Any, **kwargs: Any) -> Any:
+    """aiohttp's low-level server, counting its connections from the moment they are accepted
+    (``connections`` only lists them once their protocol has started)."""
+    from aiohttp import web
+
+    class _Server(web.Server):
+        open = 0
+
+        def connection_lost(self, handler: Any, exc: BaseException | None = None) -> None:
+            self.open -= 1
+            super().connection_lost(handler, exc)
+
+    return _Server(handler, **kwargs)
+
+
 class _HttpReceiver:
     """OTLP/HTTP on aiohttp's low-level server, run on its own event-loop thread."""
 
     def __init__(self, sc: Sidecar, sock: socket.socket) -> None:
-        from aiohttp import web
-
         self.sc = sc
         self.sock = sock
         self.loop = asyncio.new_event_loop()
         self.pool = ThreadPoolExecutor(INGEST_THREADS, thread_name_prefix="routerscope-ingest")
         self.budget = max(sc.max_body, INFLIGHT_BODY_BYTES)
         self.inflight = 0  # body bytes held; only touched on the loop thread
-        self.server = web.Server(self.handle, keepalive_timeout=sc.config.idle_timeout,
+        self.server = _counting_server(self.handle, keepalive_timeout=sc.config.idle_timeout,
                                  access_log=None, auto_decompress=False, lingering_time=0,
                                  loop=self.loop)
         self._aserver: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
 
     def _protocol(self) -> asyncio.Protocol:
-        if len(self.server.connections) >= self.sc.config.max_connections:
+        if self.server.open >= self.sc.config.max_connections:
             self.sc.counters.refuse("connections")
             return _Refuse()
-        return self.server()
+        self.server.open += 1
+        return self.server()  # type: ignore[no-any-return]
 
     def start(self) -> None:
         ready = threading.Event()
