@@ -322,7 +322,8 @@ class Spool:
         if need > self.max_bytes or self.on_full == "reject":
             self.dropped_full += 1
             self._refusing = True
-            raise SpoolFull(f"spool full: {self.max_bytes // (1024 * 1024)} MiB queued")
+            raise SpoolFull(f"spool full: {self.queued_bytes_locked()} of {self.max_bytes} "
+                            "bytes queued")
         while self.queued_bytes_locked() + need > self.max_bytes:  # drop-oldest
             rec = self._head_locked()
             if rec is None:

@@ -41,6 +41,7 @@ def test_full_disk_loses_nothing_acknowledged_and_recovers(tmpfs: Path, sidecar_
     assert _ready(sc.url) == 503 and sc.status()["spool_write_errors"] >= 3
     assert sc.terminate() == 0  # SIGTERM on a full disk
     sc = sidecar_factory(f"http://127.0.0.1:{port}", spool=spool)
+    assert sc.status()["dropped"]["corrupt"] == 0  # no partial record was left behind
     with OTLPReceiver(port=port) as rx:
         def seen() -> collections.Counter[str]:
             return collections.Counter(s.name for _, s in rx.spans())
