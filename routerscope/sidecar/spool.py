@@ -33,6 +33,7 @@ fsync policy (``--fsync``):
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import logging
 import os
@@ -143,6 +144,7 @@ class Spool:
         self.dropped_oldest = 0
         self.write_errors = 0
         self._failing_need = 0  # bytes of the last append that failed; 0 while writes succeed
+        self._failing_errno: int | None = None
         self.last_write_error: str | None = None
         self.dead_lettered: dict[str, int] = {}
         self.dead_letter_overflow = 0
@@ -314,6 +316,7 @@ class Spool:
     def _write_failed(self, exc: OSError, need: int) -> None:
         self.write_errors += 1
         self._failing_need = need
+        self._failing_errno = exc.errno
         self.last_write_error = f"{type(exc).__name__}: {exc}"
 
     def _make_room(self, need: int) -> None:
@@ -574,12 +577,14 @@ class Spool:
             return self._refusing or self.queued_bytes_locked() >= self.max_bytes
 
     def is_writable(self) -> bool:
-        """False after a failed write, until a write succeeds, a segment is freed, or the
-        file system has room again for the record that failed."""
+        """False after a failed write, until a write succeeds, a segment is freed, or (after
+        ENOSPC) the file system has room again for the record that failed."""
         with self._lock:
-            need = self._failing_need
+            need, errno_ = self._failing_need, self._failing_errno
         if not need:
             return True
+        if errno_ not in (errno.ENOSPC, errno.EDQUOT):
+            return False
         try:
             st = os.statvfs(self.dir)
         except OSError:
