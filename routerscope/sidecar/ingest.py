@@ -1,10 +1,12 @@
 """What the receivers (HTTP and gRPC) do with a body before they may acknowledge it.
 
 A body is accepted only when it is fully decompressed (exactly one gzip member,
-finished, nothing after it; never more than the size limit held in memory),
-fully parsed as an OTLP request of its signal, and then stored in its
-validated form: the protobuf encoding of the parsed request. What the spool
-holds is therefore always a body the shipper can send as it is.
+finished, nothing after it; never more than the size limit held in memory) and
+fully parsed as an OTLP request of its signal. What the spool then stores is
+the validated form: the protobuf bytes that parsed, or, for a gzip'd protobuf
+body, the one gzip member whose whole content parsed (kept compressed: a
+third of the disk, and a single request ships as it is); JSON is stored as the
+protobuf encoding of the parsed request.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import zlib
 from typing import Any
 
 from routerscope.otlp_json import OTLPDecodeError, decode
+from routerscope.sidecar.spool import FLAG_GZIP
 
 __all__ = ["BodyRejected", "inflate", "validate"]
 
@@ -49,16 +52,16 @@ def inflate(data: bytes, limit: int) -> bytes:
     return out
 
 
-def validate(signal: str, body: bytes, *, json: bool, gzip: bool, limit: int) -> bytes:
-    """The protobuf bytes to spool for ``body``, or :class:`BodyRejected` with the reason."""
-    if gzip:
-        body = inflate(body, limit)
-    elif len(body) > limit:
-        raise BodyRejected(413, f"body of {len(body)} bytes is over the {limit}-byte limit")
-    msg = parse(signal, body, json=json)
+def validate(signal: str, body: bytes, *, json: bool, gzip: bool,
+             limit: int) -> tuple[bytes, int]:
+    """(bytes to spool, spool flags) for ``body``, or :class:`BodyRejected` with the reason."""
+    plain = inflate(body, limit) if gzip else body
+    if len(plain) > limit:
+        raise BodyRejected(413, f"body of {len(plain)} bytes is over the {limit}-byte limit")
+    msg = parse(signal, plain, json=json)
     if json:
-        return msg.SerializeToString()  # type: ignore[no-any-return]
-    return body  # the bytes that parsed are exactly the request
+        return msg.SerializeToString(), 0
+    return (body, FLAG_GZIP) if gzip else (body, 0)
 
 
 def parse(signal: str, body: bytes, *, json: bool) -> Any:

@@ -79,10 +79,8 @@ def split_host_port(addr: str, what: str) -> tuple[str, int]:
 
 def _addresses(host: str) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     """The IP addresses ``host`` stands for (an address, or a name resolved); empty if none."""
-    try:
+    with contextlib.suppress(ValueError):  # not an address literal: a name to resolve
         return {ipaddress.ip_address(host)}
-    except ValueError:
-        pass
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
@@ -420,7 +418,8 @@ class Sidecar:
         self._hist: Any = None
         self._warned: set[str] = set()
         self.shipper = Shipper(self.spool, config.upstream, send_timeout=config.send_timeout,
-                               headers=config.upstream_headers, on_send=self._record_send)
+                               headers=config.upstream_headers, on_send=self._record_send,
+                               max_body=self.max_body)
         host, port = config.host_port()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -469,17 +468,19 @@ class Sidecar:
     def ingest(self, signal_name: str, raw: bytes, is_json: bool, gz: bool) -> tuple[int, str]:
         """Validate and spool one body (on an ingest thread): (HTTP status, message)."""
         try:
-            stored = validate(signal_name, raw, json=is_json, gzip=gz, limit=self.max_body)
+            stored, flags = validate(signal_name, raw, json=is_json, gzip=gz,
+                                     limit=self.max_body)
         except BodyRejected as exc:
             return exc.status, exc.message
-        return self.store(signal_name, stored, len(raw))
+        return self.store(signal_name, stored, len(raw), flags)
 
-    def store(self, signal_name: str, stored: bytes, received: int) -> tuple[int, str]:
+    def store(self, signal_name: str, stored: bytes, received: int,
+              flags: int = 0) -> tuple[int, str]:
         """Append a validated body to the spool: (200, "") or (503, why)."""
         if self.stopping.is_set():
             return 503, "sidecar is shutting down"
         try:
-            self.spool.append(signal_name, stored)
+            self.spool.append(signal_name, stored, flags)
         except SpoolFull as exc:
             return 503, f"{exc}; retry later"
         except OSError as exc:

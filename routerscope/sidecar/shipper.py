@@ -86,7 +86,8 @@ class Shipper:
                  on_send: Callable[[float, str], None] | None = None,
                  batch_records: int = defaults.BATCH_RECORDS,
                  batch_bytes: int = defaults.BATCH_BYTES,
-                 local_attempts: int = defaults.LOCAL_ATTEMPTS) -> None:
+                 local_attempts: int = defaults.LOCAL_ATTEMPTS,
+                 max_body: int = int(defaults.MAX_BODY_MB * 1024 * 1024)) -> None:
         parts = urlsplit(upstream)
         if parts.scheme not in ("http", "https", "file"):
             raise ValueError(f"--upstream must be http(s)://host:port or file://PATH.jsonl, "
@@ -100,6 +101,7 @@ class Shipper:
         self.backoff_max = backoff_max
         self.retry_after_max = retry_after_max
         self.local_attempts = max(1, local_attempts)
+        self.max_body = max_body
         self.stats = ShipperStats()
         self.batch_records = max(1, batch_records)
         self.batch_bytes = max(1, batch_bytes)
@@ -121,6 +123,11 @@ class Shipper:
             self.session = pooled_session(retries=0, pool_maxsize=2,
                                           timeout=(min(5.0, send_timeout), send_timeout),
                                           headers=headers or {})
+            # read the proxy and CA settings of the environment once, not on every send
+            env = self.session.merge_environment_settings(self.upstream, {}, None, None, None)
+            self.session.proxies.update(env.get("proxies") or {})
+            self.session.verify = env.get("verify", True)
+            self.session.trust_env = False
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -173,10 +180,12 @@ class Shipper:
         requests concatenate into one valid request (repeated fields merge), and
         the result is gzip'd once.
         """
+        if len(batch) == 1 and batch[0].is_gzip and not self.is_file:
+            return self._post(batch, [])  # one validated gzip member goes as it came
         bodies: list[bytes] = []
         for i, rec in enumerate(batch):
             try:
-                bodies.append(_plain(rec))
+                bodies.append(_plain(rec, self.max_body))
             except _LocalError as exc:
                 if i == 0:
                     return self._failed_locally(rec, exc)
@@ -188,7 +197,10 @@ class Shipper:
 
     def _post(self, batch: list[Record], bodies: list[bytes]) -> float | None:
         rec = batch[0]
-        body = gzip.compress(b"".join(bodies), compresslevel=1)
+        if len(batch) == 1 and rec.is_gzip:
+            body = rec.body  # one validated gzip member: it goes as it came
+        else:
+            body = gzip.compress(b"".join(bodies), compresslevel=1)
         headers = {"Content-Type": _CTYPE[rec.is_json], "Content-Encoding": "gzip"}
         t0 = time.perf_counter()
         try:
@@ -341,13 +353,14 @@ class Shipper:
             _log.warning(message)
 
 
-def _plain(rec: Record) -> bytes:
-    """The record's request bytes, uncompressed (older spools may hold gzip)."""
+def _plain(rec: Record, limit: int) -> bytes:
+    """The record's request bytes, uncompressed (a spool of an older version may hold gzip
+    that was never validated: that fails here, and is isolated)."""
     if not rec.is_gzip:
         return rec.body
     from routerscope.sidecar.ingest import BodyRejected, inflate
 
     try:
-        return inflate(rec.body, defaults.BATCH_BYTES * 64)
+        return inflate(rec.body, limit)
     except BodyRejected as exc:
         raise _LocalError(exc.message) from None

@@ -58,13 +58,13 @@ HEADER: Final = struct.Struct(">4sIIBB")
 SIGNAL_CODES: Final = {"traces": 1, "metrics": 2, "logs": 3}
 SIGNAL_NAMES: Final = {v: k for k, v in SIGNAL_CODES.items()}
 FLAG_JSON: Final = 1  # body is OTLP JSON (only spools written by older versions)
-FLAG_GZIP: Final = 2  # body is gzip'd (only spools written by older versions)
+FLAG_GZIP: Final = 2  # body is one gzip member (validated before it was stored)
 CURSOR_FILE: Final = "cursor.pos"
 CURSOR_SLOT: Final = 4096
 CURSOR: Final = struct.Struct(">4sQQQI")  # magic, generation, segment, offset, crc32
 CURSOR_MAGIC: Final = b"RSC1"
 DEAD_LETTER_FILE: Final = "dead-letter.jsonl"
-ROLL_DRAINED_BYTES: Final = 1024 * 1024
+ROLL_DRAINED_BYTES: Final = 4 * 1024 * 1024
 
 
 class SpoolFull(Exception):
@@ -152,6 +152,7 @@ class Spool:
         self._cursor_off = 0
         self._cursor_gen = 0
         self._cursor_fd: int | None = None
+        self._delivered: list[Path] = []  # segments to delete, outside the lock
         self._closed = False
         self._recover()
         if fsync == "interval":
@@ -374,20 +375,23 @@ class Spool:
 
     def peek(self, timeout: float | None = None) -> Record | None:
         """The oldest undelivered record (waiting up to ``timeout`` for one), or None."""
-        with self._lock:
-            while True:
-                rec = self._head_locked()
-                if rec is not None or self._closed:
-                    return rec
-                if not self._readable.wait(timeout):
-                    return None
+        try:
+            with self._lock:
+                while True:
+                    rec = self._head_locked()
+                    if rec is not None or self._closed:
+                        return rec
+                    if not self._readable.wait(timeout):
+                        return None
+        finally:
+            self._unlink_delivered()
 
     def peek_batch(self, max_records: int, max_bytes: int,
                    timeout: float | None = None) -> list[Record]:
         """The oldest undelivered records of one signal and encoding, in order (maybe none).
 
         Consecutive records of the same segment are taken while they share the
-        head's signal and flags, up to ``max_records`` and ``max_bytes`` of body.
+        head's signal and JSON flag, up to ``max_records`` and ``max_bytes`` of body.
         """
         head = self.peek(timeout)
         if head is None:
@@ -410,7 +414,8 @@ class Spool:
                         break
                     magic, length, _, code, flags = HEADER.unpack(hdr)
                     if (magic != MAGIC or SIGNAL_NAMES.get(code) != head.signal
-                            or flags != head.flags or size + length > max_bytes):
+                            or (flags & FLAG_JSON) != (head.flags & FLAG_JSON)
+                            or size + length > max_bytes):
                         break
                     rec = _parse(head.segment, hdr + f.read(length), 0, base=pos)
                     if rec is None:
@@ -429,8 +434,25 @@ class Spool:
                 if (rec.segment, rec.offset) == (self._cursor_seg, self._cursor_off):
                     self._advance(rec)
             self._refusing = False
+            while (len(self._segments) > 1 and (self._cursor_seg, self._cursor_off)
+                   == (self._segments[0].seq, self._segments[0].size)):
+                done = self._segments.popleft()  # fully delivered: free its space now
+                self._cursor_seg, self._cursor_off = self._segments[0].seq, 0
+                self._delivered.append(done.path)
             self._roll_if_drained()
             self._write_cursor()
+        self._unlink_delivered()
+
+    def _unlink_delivered(self) -> None:
+        """Delete fully delivered segments (after the cursor moved past them), without the lock."""
+        while self._delivered:
+            try:
+                path = self._delivered.pop()
+            except IndexError:
+                return
+            path.unlink(missing_ok=True)
+            with self._lock:
+                self._failing_need = 0  # space was freed: let writers try again
 
     def ack(self, rec: Record) -> None:
         """Mark ``rec`` delivered (or given up): the cursor moves past it."""
@@ -450,8 +472,7 @@ class Spool:
         self._cursor_seg, self._cursor_off = active.seq + 1, 0
         self._write_cursor()
         self._segments.popleft()
-        active.path.unlink(missing_ok=True)
-        self._failing_need = 0  # space was freed: let writers try again
+        self._delivered.append(active.path)
 
     def _head_locked(self) -> Record | None:
         while self._segments:
@@ -476,8 +497,7 @@ class Spool:
             self._segments.popleft()
             self._cursor_seg, self._cursor_off = self._segments[0].seq, 0
             self._write_cursor()
-            head.path.unlink(missing_ok=True)
-            self._failing_need = 0  # space was freed: let writers try again
+            self._delivered.append(head.path)
         return None
 
     def _read_one(self, seg: _Segment, offset: int) -> Record | None:

@@ -42,12 +42,16 @@ def test_full_disk_loses_nothing_acknowledged_and_recovers(tmpfs: Path, sidecar_
     assert sc.terminate() == 0  # SIGTERM on a full disk
     sc = sidecar_factory(f"http://127.0.0.1:{port}", spool=spool)
     assert sc.status()["dropped"]["corrupt"] == 0  # no partial record was left behind
+    assert sc.post("traces", span_request("still-full", SPANS)).status_code == 503
+    assert _ready(sc.url) == 503  # until the upstream drains the spool, below
     with OTLPReceiver(port=port) as rx:
         def seen() -> collections.Counter[str]:
             return collections.Counter(s.name for _, s in rx.spans())
 
         assert rx.wait_for(lambda: set(acked) <= set(seen()), 60)
-        assert wait_until(lambda: _ready(sc.url) == 200, 30)  # drained: the disk is free again
+        # drained: the delivered segments are deleted, the disk has room again
+        assert wait_until(lambda: len(list(spool.glob("seg-*.log"))) == 1, 30)
+        assert _ready(sc.url) == 200
         assert sc.post("traces", span_request("after-full", SPANS)).status_code == 200
         assert rx.wait_for(lambda: "after-full" in seen(), 30)
         assert wait_until(lambda: sc.status()["queue"]["requests"] == 0)
