@@ -69,7 +69,7 @@ def add_parser(sub: Any) -> None:
                    help="size cap of SPOOL/dead-letter.jsonl, where undeliverable requests "
                         "are kept with their reason (default %(default)s)")
     p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-                   default="INFO", help="default %(default)s")
+                   default="INFO", help="log level (default %(default)s)")
     p.add_argument("--status", action="store_true",
                    help="print the counters of the sidecar running at --listen and exit")
     p.set_defaults(handler=run)

@@ -248,9 +248,7 @@ class Spool:
             rec = _parse(seg.seq, data, pos)
             if rec is None:
                 nxt = data.find(MAGIC, pos + 1)
-                self.corrupt += 1
-                _log.warning("spool: skipping a corrupt or torn record in %s at %d",
-                             seg.path.name, pos)
+                self._skipped(seg, pos)
                 if nxt < 0:
                     break
                 pos = nxt
@@ -487,9 +485,7 @@ class Spool:
                     return rec
                 # corrupt: skip to the next magic or the end of the segment
                 nxt = self._find_magic(head, start + 1)
-                self.corrupt += 1
-                _log.warning("spool: skipping a corrupt record in %s at %d",
-                             head.path.name, start)
+                self._skipped(head, start)
                 self._cursor_seg, self._cursor_off = head.seq, nxt if nxt >= 0 else head.size
                 continue
             if head is self._segments[-1]:
@@ -499,6 +495,13 @@ class Spool:
             self._write_cursor()
             self._delivered.append(head.path)
         return None
+
+    def _skipped(self, seg: _Segment, offset: int) -> None:
+        """Count a corrupt or torn record; the first is logged at WARNING, the rest at DEBUG."""
+        self.corrupt += 1
+        _log.log(logging.WARNING if self.corrupt == 1 else logging.DEBUG,
+                 "spool: skipping a corrupt or torn record in %s at %d (counted as dropped "
+                 "'corrupt'; later ones are logged at debug)", seg.path.name, offset)
 
     def _read_one(self, seg: _Segment, offset: int) -> Record | None:
         try:
