@@ -130,13 +130,15 @@ def test_token_checked_before_the_body_and_bearer_in_any_case(sidecar_factory, u
     assert upstream.wait_for(lambda: {"x", "y"} <= set(_names(upstream)))
 
 
-def test_idle_and_half_sent_connections_are_closed(sidecar_factory, upstream) -> None:  # type: ignore[no-untyped-def]
-    """An idle connection and one whose headers never finish are closed within --idle-timeout."""
-    sc = sidecar_factory(upstream.url, "--idle-timeout", "1")
+def test_idle_half_sent_and_slow_body_connections_are_closed(sidecar_factory, upstream) -> None:  # type: ignore[no-untyped-def]
+    """An idle connection and one whose headers never finish are closed within --idle-timeout;
+    a body that stops half-way gets 408 after --body-timeout."""
+    sc = sidecar_factory(upstream.url, "--idle-timeout", "1", "--body-timeout", "1")
     t0 = time.monotonic()
     assert raw_http(sc.port, b"", timeout=10) == b""
     assert raw_http(sc.port, b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n", timeout=10) == b""
-    assert time.monotonic() - t0 < 6
+    assert _status(raw_http(sc.port, _head(sc.port, "100") + b"x" * 10, timeout=10)) == 408
+    assert time.monotonic() - t0 < 9
 
 
 def test_slowloris_and_the_connection_cap(sidecar_factory, upstream) -> None:  # type: ignore[no-untyped-def]
