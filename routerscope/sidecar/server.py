@@ -188,12 +188,45 @@ class _Refuse(asyncio.Protocol):
 
 
 def _counting_server(handler: Any, **kwargs: Any) -> Any:
-    """aiohttp's low-level server, counting its connections from the moment they are accepted
-    (``connections`` only lists them once their protocol has started)."""
+    """aiohttp's low-level server, with two changes:
+
+    * it counts its connections from the moment they are accepted (``connections``
+      only lists them once their protocol has started), for the connection cap;
+    * a client that half-closes (FIN) in the middle of a body gets an answer: the
+      body ends there, the handler sees it short of its ``Content-Length`` and
+      answers 400 (aiohttp alone would close the connection without a word).
+    """
     from aiohttp import web
+    from aiohttp.web_protocol import RequestHandler
+
+    class _Handler(RequestHandler):
+        # asyncio's protocol contract: True keeps the half-closed transport open for the answer
+        def eof_received(self) -> bool:  # type: ignore[override]
+            waiter = getattr(self, "_waiter", None)
+            if waiter is not None and not waiter.done() and not getattr(self, "_messages", ()):
+                return False  # idle between requests: close, as aiohttp does
+            if not self._end_bodies():
+                # the request's task is created but has not started yet: after its first step
+                self._loop.call_soon(self._end_bodies)
+            self.close()  # after this answer: the client sends nothing more
+            return True
+
+        def _end_bodies(self) -> bool:
+            """End every body still being received here; False when none was found."""
+            request = getattr(self, "_current_request", None)
+            payloads = [p for _, p in getattr(self, "_messages", ())]
+            if request is not None:
+                payloads.append(request.content)
+            for payload in payloads:
+                if not payload.is_eof():
+                    payload.feed_eof()  # the body ends here, short of its Content-Length
+            return bool(payloads)
 
     class _Server(web.Server):
         open = 0
+
+        def __call__(self) -> RequestHandler:
+            return _Handler(self, loop=self._loop, **self._kwargs)
 
         def connection_lost(self, handler: Any, exc: BaseException | None = None) -> None:
             self.open -= 1

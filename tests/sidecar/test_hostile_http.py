@@ -79,11 +79,11 @@ def test_malformed_content_length_and_methods(sidecar_factory, upstream) -> None
 
 
 def test_short_body_is_never_acknowledged(sidecar_factory, upstream) -> None:  # type: ignore[no-untyped-def]
-    """A Content-Length larger than the body, then FIN: no 200, and nothing is shipped."""
+    """A Content-Length larger than the body, then FIN: 400, and nothing is shipped."""
     sc = sidecar_factory(upstream.url)
     body = span_request("short")
     resp = raw_http(sc.port, _head(sc.port, str(len(body) + 100)) + body, shut=True)
-    assert _status(resp) != 200
+    assert _status(resp) == 400 and b"Content-Length says" in resp
     assert sc.post("traces", span_request("after-short")).status_code == 200
     assert upstream.wait_for(lambda: "after-short" in _names(upstream))
     assert "short" not in _names(upstream)
