@@ -28,8 +28,9 @@ SELF_METRICS_INTERVAL: Final = 10.0
 IDLE_TIMEOUT: Final = 15.0
 #: seconds allowed for reading one request body
 BODY_TIMEOUT: Final = 30.0
-#: open client connections served at once (HTTP); more are answered 503 and closed
-MAX_CONNECTIONS: Final = 256
+#: open client connections served at once (HTTP; about 6 KB each when idle); more are
+#: answered 503 and closed
+MAX_CONNECTIONS: Final = 1024
 #: concurrent gRPC calls served at once; more get RESOURCE_EXHAUSTED
 MAX_GRPC_CALLS: Final = 64
 #: ``Retry-After`` seconds sent with a 503 (spool full, write failed, shutting down)

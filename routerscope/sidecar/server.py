@@ -111,7 +111,7 @@ class SidecarConfig:
     send_timeout: float = defaults.SEND_TIMEOUT
     self_metrics_interval: float = defaults.SELF_METRICS_INTERVAL
     upstream_headers: dict[str, str] | None = None
-    grpc_listen: str | None = None  # None: no gRPC receiver
+    grpc_listen: str | None = None  # None: no gRPC receiver (the CLI defaults to GRPC_LISTEN)
     grpc_required: bool = True  # False: a busy default gRPC port is a warning, not an error
     idle_timeout: float = defaults.IDLE_TIMEOUT
     body_timeout: float = defaults.BODY_TIMEOUT
@@ -158,6 +158,26 @@ class SidecarConfig:
                 raise ValueError(f"--upstream {redact_url(self.upstream)} is this sidecar's own "
                                  f"{opt} {addr}: it would ship to itself forever. Pass the "
                                  "collector's address (e.g. http://collector:4318)")
+
+
+def _allow_files(need: int) -> None:
+    """Raise the soft open-files limit towards ``need`` (up to the hard limit) for the sockets."""
+    try:
+        import resource
+    except ImportError:  # not POSIX: the platform's limit applies
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        target = soft
+        _log.debug("sidecar: cannot raise the open-files limit: %s", exc)
+    if target < need:
+        _log.warning("sidecar: the open-files limit (%d) is below --max-connections + 256; "
+                     "raise it (ulimit -n) or lower --max-connections", target)
 
 
 class _Counters:
@@ -453,6 +473,7 @@ class Sidecar:
         self.shipper = Shipper(self.spool, config.upstream, send_timeout=config.send_timeout,
                                headers=config.upstream_headers, on_send=self._record_send,
                                max_body=self.max_body)
+        _allow_files(config.max_connections + 256)
         host, port = config.host_port()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
