@@ -36,6 +36,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -59,6 +60,10 @@ _log = logging.getLogger("routerscope.sidecar")
 INFLIGHT_BODY_BYTES: Final = 32 * 1024 * 1024
 #: threads that validate and spool bodies (they also wait on the shared fsync)
 INGEST_THREADS: Final = 8
+#: how long a thread may hold the GIL while another waits (Python's default is 5 ms): the
+#: receiver's event loop gets it back quickly from the shipper and ingest threads, so a
+#: request does not wait milliseconds for the GIL (set by :meth:`Sidecar.run`, the daemon)
+SWITCH_INTERVAL_S: Final = 0.001
 _GRPC_CODE: Final = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 408: 4, 411: 3, 413: 8, 415: 3,
                      429: 8, 503: 14}
 
@@ -693,6 +698,7 @@ class Sidecar:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.start()
         grpc = f", OTLP/gRPC on {self.grpc_address}" if self.grpc_address else ""
         _log.info("routerscope sidecar: OTLP/HTTP on %s%s, shipping to %s, spool %s",

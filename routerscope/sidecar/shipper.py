@@ -29,10 +29,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Final
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-import requests
+import urllib3
 from urllib3.exceptions import InvalidHeader
 from urllib3.util import Retry
 
@@ -118,16 +118,7 @@ class Shipper:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         else:
-            from routerscope.core.pool import pooled_session
-
-            self.session = pooled_session(retries=0, pool_maxsize=2,
-                                          timeout=(min(5.0, send_timeout), send_timeout),
-                                          headers=headers or {})
-            # read the proxy and CA settings of the environment once, not on every send
-            env = self.session.merge_environment_settings(self.upstream, {}, None, None, None)
-            self.session.proxies.update(env.get("proxies") or {})
-            self.session.verify = env.get("verify", True)
-            self.session.trust_env = False
+            self.url, self.http = _pool(self.upstream, send_timeout, headers or {})
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -201,25 +192,26 @@ class Shipper:
             body = rec.body  # one validated gzip member: it goes as it came
         else:
             body = gzip.compress(b"".join(bodies), compresslevel=1)
-        headers = {"Content-Type": _CTYPE[rec.is_json], "Content-Encoding": "gzip"}
+        headers = {**self.http.headers, "Content-Type": _CTYPE[rec.is_json],
+                   "Content-Encoding": "gzip"}
         t0 = time.perf_counter()
         try:
-            resp = self.session.post(f"{self.upstream}/v1/{rec.signal}", data=body,
+            resp = self.http.request("POST", f"{self.url}/v1/{rec.signal}", body=body,
                                      headers=headers)
-        except requests.RequestException as exc:
+        except urllib3.exceptions.HTTPError as exc:
             self._sent(time.perf_counter() - t0, "error")
             self.stats.last_error = type(exc).__name__
             self._warn_once(f"conn:{type(exc).__name__}",
                             f"upstream {self.shown} unreachable ({type(exc).__name__}); "
                             "retrying with backoff, data stays in the spool")
             return 0.0
-        self._sent(time.perf_counter() - t0, str(resp.status_code))
-        if 200 <= resp.status_code < 300:
+        self._sent(time.perf_counter() - t0, str(resp.status))
+        if 200 <= resp.status < 300:
             self._partial_success(rec, resp)
             self._done(batch, "shipped")
             return None
-        if resp.status_code in RETRYABLE:
-            self.stats.last_error = f"HTTP {resp.status_code}"
+        if resp.status in RETRYABLE:
+            self.stats.last_error = f"HTTP {resp.status}"
             return self._retry_after(resp.headers.get("Retry-After"))
         if len(batch) > 1:  # find the one it rejects: halves, until it stands alone
             mid = len(batch) // 2
@@ -227,9 +219,9 @@ class Shipper:
             if delay is not None or self._stop.is_set():
                 return delay if delay is not None else 0.0
             return self._post(batch[mid:], bodies[mid:])
-        reason = f"http_{resp.status_code}"
+        reason = f"http_{resp.status}"
         self._warn_once(reason, f"upstream rejected a {rec.signal} request with "
-                                f"{resp.status_code}: {resp.text[:300]!r}; it is isolated in "
+                                f"{resp.status}: {resp.data[:300]!r}; it is isolated in "
                                 "the dead-letter file, not retried")
         self._isolate(rec, reason)
         return None
@@ -282,8 +274,8 @@ class Shipper:
         except InvalidHeader:
             return 0.0
 
-    def _partial_success(self, rec: Record, resp: requests.Response) -> None:
-        if not resp.content:
+    def _partial_success(self, rec: Record, resp: urllib3.BaseHTTPResponse) -> None:
+        if not resp.data:
             return
         try:
             from routerscope.otlp_json import response_class
@@ -292,9 +284,9 @@ class Shipper:
             if "json" in resp.headers.get("Content-Type", ""):
                 from google.protobuf.json_format import Parse
 
-                Parse(resp.text, msg, ignore_unknown_fields=True)
+                Parse(resp.data, msg, ignore_unknown_fields=True)
             else:
-                msg.ParseFromString(resp.content)
+                msg.ParseFromString(resp.data)
             if not msg.HasField("partial_success"):
                 return
             ps = msg.partial_success
@@ -351,6 +343,36 @@ class Shipper:
         if kind not in self._warned:
             self._warned.add(kind)
             _log.warning(message)
+
+
+def _pool(upstream: str, send_timeout: float,
+          headers: dict[str, str]) -> tuple[str, urllib3.PoolManager]:
+    """(URL without credentials, a keep-alive urllib3 pool for it): the environment's proxy and
+    CA-bundle settings are read once here (as requests reads them), credentials in the URL
+    become a basic ``Authorization`` header (the pool's ``headers``, sent with every request),
+    and urllib3 retries nothing (the shipper does)."""
+    import certifi  # requests' CA bundle, so https upstreams verify as they did with requests
+    import requests.utils
+
+    parts = urlsplit(upstream)
+    headers = dict(headers)
+    if parts.username is not None:
+        auth = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers.setdefault("Authorization",
+                           urllib3.util.make_headers(basic_auth=auth)["authorization"])
+        parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
+    url = urlunsplit(parts)
+    ca = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+          or certifi.where())
+    kw: dict[str, Any] = {"num_pools": 1, "maxsize": 2, "retries": False, "headers": headers,
+                          "timeout": urllib3.Timeout(connect=min(5.0, send_timeout),
+                                                     read=send_timeout)}
+    if parts.scheme == "https":
+        kw["ca_certs"] = ca
+    proxy = requests.utils.get_environ_proxies(url).get(parts.scheme)
+    if proxy:
+        return url, urllib3.ProxyManager(proxy, **kw)
+    return url, urllib3.PoolManager(**kw)
 
 
 def _plain(rec: Record, limit: int) -> bytes:
