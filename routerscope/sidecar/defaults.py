@@ -31,8 +31,9 @@ BODY_TIMEOUT: Final = 30.0
 #: open client connections served at once (HTTP; about 6 KB each when idle); more are
 #: answered 503 and closed
 MAX_CONNECTIONS: Final = 1024
-#: concurrent gRPC calls served at once; more get RESOURCE_EXHAUSTED
-MAX_GRPC_CALLS: Final = 64
+#: concurrent gRPC calls served at once (each may hold a message of up to --max-body-mb);
+#: more get RESOURCE_EXHAUSTED
+MAX_GRPC_CALLS: Final = 16
 #: ``Retry-After`` seconds sent with a 503 (spool full, write failed, shutting down)
 RETRY_AFTER_S: Final = 5
 #: largest size of the dead-letter file (MiB); past it, isolated records are only counted

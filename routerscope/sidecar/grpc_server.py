@@ -5,7 +5,7 @@ The services are opentelemetry-proto's generated stubs
 One interceptor runs before any request is handled:
 
 * it checks the ``authorization`` metadata against the token (``Bearer``, any
-  case): ``UNAUTHENTICATED`` otherwise;
+  case): ``UNAUTHENTICATED`` otherwise, without reading the message;
 * it hands the servicer the request's raw bytes, so the servicer parses them
   itself and answers ``INVALID_ARGUMENT`` with the reason for a malformed
   message (grpcio's own deserializer would answer ``INTERNAL``).
@@ -83,10 +83,12 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         if not self.rx.sc.authorized(auth if isinstance(auth, str) else None):
             self.rx.sc.counters.refuse("grpc_unauthenticated")
 
-            def deny(_req: bytes, ctx: grpc.ServicerContext) -> None:
+            def deny(_requests: Any, ctx: grpc.ServicerContext) -> None:
                 ctx.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token in "
                                                            "the 'authorization' metadata")
-            return grpc.unary_unary_rpc_method_handler(deny)
+            # as a client-streaming handler that never reads its requests: the refused
+            # message is not received into memory (the wire format is the same as unary)
+            return grpc.stream_unary_rpc_method_handler(deny)
 
         def export(raw: bytes, ctx: grpc.ServicerContext) -> Any:
             return self.rx.export(signal_name, raw, ctx)
