@@ -271,8 +271,8 @@ class _HttpReceiver:
         self.budget = max(sc.max_body, INFLIGHT_BODY_BYTES)
         self.inflight = 0  # body bytes held; only touched on the loop thread
         self.server = _counting_server(self.handle, keepalive_timeout=sc.config.idle_timeout,
-                                 access_log=None, auto_decompress=False, lingering_time=0,
-                                 loop=self.loop)
+                                       access_log=None, auto_decompress=False,
+                                       lingering_time=0, loop=self.loop)
         self._aserver: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -311,6 +311,8 @@ class _HttpReceiver:
             _log.debug("sidecar: HTTP shutdown did not finish cleanly", exc_info=True)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self.loop.close()
         self.pool.shutdown(wait=True)
 
     # -- requests ----------------------------------------------------------------------
