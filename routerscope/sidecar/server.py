@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 from routerscope.core import signals as sig
 from routerscope.otlp_json import SIGNALS, response_class
 from routerscope.sidecar import defaults
-from routerscope.sidecar.ingest import BodyRejected, validate
+from routerscope.sidecar.ingest import BodyRejected, InflateBudget, validate
 from routerscope.sidecar.shipper import Shipper, redact_url
 from routerscope.sidecar.spool import Spool, SpoolFull
 
@@ -58,6 +58,8 @@ _log = logging.getLogger("routerscope.sidecar")
 
 #: bytes of request bodies held in memory at once, over all connections (at least one body)
 INFLIGHT_BODY_BYTES: Final = 32 * 1024 * 1024
+#: decompressed bytes held at once, over all requests (at least one body of --max-body-mb)
+INFLATE_BYTES: Final = 64 * 1024 * 1024
 #: threads that validate and spool bodies (they also wait on the shared fsync)
 INGEST_THREADS: Final = 8
 #: how long a thread may hold the GIL while another waits (Python's default is 5 ms): the
@@ -466,6 +468,7 @@ class Sidecar:
         config.validate()
         self.config = config
         self.max_body = int(config.max_body_mb * 1024 * 1024)
+        self.inflate_budget = InflateBudget(max(self.max_body, INFLATE_BYTES))
         max_bytes = int(config.max_spool_mb * 1024 * 1024)
         self.spool = Spool(config.spool_dir or default_spool_dir(), max_bytes=max_bytes,
                            on_full=config.on_full, fsync=config.fsync,
@@ -530,7 +533,7 @@ class Sidecar:
         """Validate and spool one body (on an ingest thread): (HTTP status, message)."""
         try:
             stored, flags = validate(signal_name, raw, json=is_json, gzip=gz,
-                                     limit=self.max_body)
+                                     limit=self.max_body, budget=self.inflate_budget)
         except BodyRejected as exc:
             return exc.status, exc.message
         return self.store(signal_name, stored, len(raw), flags)
