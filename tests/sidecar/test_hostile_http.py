@@ -209,3 +209,27 @@ def test_loopback_check_parses_addresses() -> None:
     assert not is_loopback("10.1.2.3") and not is_loopback("")
     with pytest.raises(ValueError, match="not a loopback"):
         SidecarConfig(upstream="file:///dev/null", listen="127.attacker.example:4318").validate()
+
+
+def test_concurrent_gzip_bombs_keep_memory_bounded(sidecar_factory, upstream) -> None:  # type: ignore[no-untyped-def]
+    """8 gzip bombs of 100 MiB at once: each refused (413, or 503 while another holds the
+    inflate budget), and the RSS grows by far less than what they inflate to."""
+    sc = sidecar_factory(upstream.url)
+    proc = psutil.Process(sc.proc.pid)
+    rss0 = proc.memory_info().rss
+    bomb = gzip.compress(bytes(100 * 1024 * 1024), 1)
+    codes: list[int] = []
+
+    def send() -> None:
+        codes.append(sc.post("traces", bomb, **{"Content-Encoding": "gzip"}).status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for t in threads:
+        t.start()
+    peak = rss0
+    while any(t.is_alive() for t in threads):
+        peak = max(peak, proc.memory_info().rss)
+        threads[0].join(0.01)
+    assert len(codes) == 8 and set(codes) <= {413, 503} and 413 in codes
+    assert peak < rss0 + 200 * 1024 * 1024
+    assert sc.post("traces", span_request("after-bombs")).status_code == 200
