@@ -8,8 +8,8 @@ HTTP receiver rules:
 * The bearer token (when set) is checked before the body is read (401); a
   declared ``Content-Length`` over ``--max-body-mb`` is refused before the body
   is read (413), and a chunked body is cut off at the limit (413). A malformed
-  ``Content-Length`` is a 400 (aiohttp's parser); a body shorter than declared
-  is never acknowledged.
+  ``Content-Length`` is a 400 (aiohttp's parser), and so is a body shorter than
+  declared (the client closed its side early).
 * The body is fully decompressed, parsed and written to the spool **before** the
   200 (see :mod:`routerscope.sidecar.ingest`); the answer is the OTLP response
   message in the request's content type. A malformed body is a 400 with a
