@@ -265,13 +265,15 @@ def test_twenty_concurrent_clients(sidecar_factory, upstream) -> None:  # type: 
 
 
 def test_sigterm_exits_zero_and_keeps_the_spool(sidecar_factory) -> None:  # type: ignore[no-untyped-def]
-    """SIGTERM: exit 0, undelivered requests stay on disk for the next start."""
+    """SIGTERM: exit 0, undelivered requests stay on disk for the next start; one INFO start line."""
     port = free_port()
     sc = sidecar_factory(f"http://127.0.0.1:{port}")
     for i in range(5):
         sc.post("traces", span_request(f"t{i}"))
     assert sc.terminate() == 0
     assert "5 requests" in sc.output()
+    assert sc.output().count("routerscope sidecar: OTLP/HTTP on") == 1  # the start line, once
+    assert " INFO routerscope sidecar: OTLP/HTTP on" in sc.output()
     with OTLPReceiver(port=port) as rx:
         sidecar_factory(f"http://127.0.0.1:{port}", spool=sc.spool)
         assert rx.wait_for(lambda: len(set(_names(rx))) == 5, 30)
