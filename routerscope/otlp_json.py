@@ -99,6 +99,8 @@ def from_json(signal: str, text: str | bytes) -> Any:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise OTLPDecodeError(f"body is not JSON: {exc}") from None
+    except RecursionError:
+        raise OTLPDecodeError("body is not OTLP JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise OTLPDecodeError("body must be a JSON object")
     msg = request_class(signal)()
@@ -106,6 +108,8 @@ def from_json(signal: str, text: str | bytes) -> Any:
         ParseDict(_ids_to(data, _hex_to_b64), msg, ignore_unknown_fields=True)
     except (ParseError, binascii.Error, TypeError, ValueError) as exc:
         raise OTLPDecodeError(f"not an OTLP {signal} request: {exc}") from None
+    except RecursionError:
+        raise OTLPDecodeError(f"not an OTLP {signal} request: nested too deeply") from None
     return msg
 
 

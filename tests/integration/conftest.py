@@ -39,7 +39,7 @@ class SidecarProc:
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [sys.executable, "-m", "routerscope", "sidecar", "--listen",
                      f"127.0.0.1:{self.port}", "--upstream", upstream, "--spool", str(spool),
-                     "--self-metrics-interval", "0", *extra]
+                     "--self-metrics-interval", "0", "--grpc-listen", "off", *extra]
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = spool.parent / f"sidecar-{self.port}.log"
 

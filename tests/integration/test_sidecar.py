@@ -83,7 +83,7 @@ def test_real_sdk_exporter_with_gzip(sidecar_factory, upstream) -> None:  # type
 
 
 def test_bad_input_gets_clear_answers_and_never_crashes(sidecar_factory, upstream) -> None:  # type: ignore[no-untyped-def]
-    """400, 411, 413 (incl. a gzip bomb), 415, 404, 405 and empty 200, then still healthy."""
+    """400, 413 (incl. a gzip bomb and a chunked body), 415, 404, 405 and empty 200, then healthy."""
     sc = sidecar_factory(upstream.url, "--max-body-mb", "1")
     r = sc.post("traces", b"\xff\x00garbage not protobuf")
     assert r.status_code == 400
@@ -103,8 +103,12 @@ def test_bad_input_gets_clear_answers_and_never_crashes(sidecar_factory, upstrea
     assert sc.post("traces", b"").status_code == 200
     assert sc.post("nope", b"").status_code == 404
     assert requests.get(sc.url + "/v1/traces", timeout=5).status_code == 405
-    assert requests.post(sc.url + "/v1/traces", data=iter([b"abc"]), timeout=5,
-                         headers={"Content-Type": "application/x-protobuf"}).status_code == 411
+    chunked = requests.post(sc.url + "/v1/traces", data=iter([span_request("chunked")]),
+                            timeout=5, headers={"Content-Type": "application/x-protobuf"})
+    assert chunked.status_code == 200  # a chunked body is read, up to --max-body-mb
+    huge = requests.post(sc.url + "/v1/traces", data=iter([b"\0" * 65536] * 40), timeout=5,
+                         headers={"Content-Type": "application/x-protobuf"})
+    assert huge.status_code == 413
     assert sc.healthy() and requests.get(sc.url + "/readyz", timeout=5).status_code == 200
     assert sc.post("traces", span_request("after-bad")).status_code == 200
     assert upstream.wait_for(lambda: "after-bad" in _names(upstream))
@@ -140,7 +144,7 @@ def test_kill9_mid_send_then_restart_delivers_everything(sidecar_factory, tmp_pa
         sc.kill9()
         sc2 = sidecar_factory(rx.url, spool=sc.spool)
         assert rx.wait_for(lambda: {f"k{i:02d}" for i in range(25)} <= set(_names(rx)), 60)
-        assert sc2.status()["queue"]["requests"] == 0
+        assert wait_until(lambda: sc2.status()["queue"]["requests"] == 0)
     finally:
         rx.stop()
 
@@ -261,13 +265,15 @@ def test_twenty_concurrent_clients(sidecar_factory, upstream) -> None:  # type: 
 
 
 def test_sigterm_exits_zero_and_keeps_the_spool(sidecar_factory) -> None:  # type: ignore[no-untyped-def]
-    """SIGTERM: exit 0, undelivered requests stay on disk for the next start."""
+    """SIGTERM: exit 0, undelivered requests stay on disk for the next start; one INFO start line."""
     port = free_port()
     sc = sidecar_factory(f"http://127.0.0.1:{port}")
     for i in range(5):
         sc.post("traces", span_request(f"t{i}"))
     assert sc.terminate() == 0
     assert "5 requests" in sc.output()
+    assert sc.output().count("routerscope sidecar: OTLP/HTTP on") == 1  # the start line, once
+    assert " INFO routerscope sidecar: OTLP/HTTP on" in sc.output()
     with OTLPReceiver(port=port) as rx:
         sidecar_factory(f"http://127.0.0.1:{port}", spool=sc.spool)
         assert rx.wait_for(lambda: len(set(_names(rx))) == 5, 30)
