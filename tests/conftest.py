@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from routerscope.core import otel as core_otel
-from routerscope.testing import FakeProvider
+from routerscope.testing import FakeProvider, OTLPReceiver
 
 _SPANS = InMemorySpanExporter()
 _READER = InMemoryMetricReader()
@@ -135,3 +135,17 @@ def tls_pair() -> tuple[ssl.SSLContext, str]:
 def tls_provider(tls_pair: tuple[ssl.SSLContext, str]) -> Iterator[FakeProvider]:
     with FakeProvider(tls=tls_pair[0]) as p:
         yield p
+
+
+@pytest.fixture
+def receiver() -> Iterator[OTLPReceiver]:
+    """A real OTLP/HTTP receiver on 127.0.0.1 that decodes what it gets."""
+    with OTLPReceiver() as rx:
+        yield rx
+
+
+@pytest.fixture
+def upstream(receiver: OTLPReceiver) -> OTLPReceiver:
+    """The sidecar's upstream collector: the same receiver, named for its role."""
+    return receiver
+

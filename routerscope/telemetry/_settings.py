@@ -107,7 +107,7 @@ ENV_DOC: Final[dict[str, tuple[object, str]]] = {
     ROUTERSCOPE_HARDWARE_EVENT: (DEFAULT_HARDWARE_EVENT,
                                  "emit the detected hardware once after start-up (0 = off)"),
     ROUTERSCOPE_SIDECAR_TOKEN: (DEFAULT_SIDECAR_TOKEN, "bearer token the sidecar requires "
-                                "(`routerscope sidecar --token`)"),
+                                "(read by `routerscope sidecar`; or `--token-file`)"),
 }
 
 # --- the standard variables routerscope validates, with the SDK's defaults ----------------

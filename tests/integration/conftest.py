@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests._wait import wait_until
+from tests._wait import wait_until as wait_until  # re-exported for the sidecar tests
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
@@ -116,7 +116,7 @@ def span_request(name: str, n: int = 1) -> bytes:
         sp.name = name
         sp.start_time_unix_nano = time.time_ns()
         sp.end_time_unix_nano = sp.start_time_unix_nano + 1000 + i
-    return req.SerializeToString()
+    return bytes(req.SerializeToString())
 
 
 def examples() -> dict[str, Path]:

@@ -19,13 +19,6 @@ from .conftest import examples, free_port, jsonl, span_request, wait_until
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def upstream() -> OTLPReceiver:
-    rx = OTLPReceiver().start()
-    yield rx
-    rx.stop()
-
-
 def _names(rx: OTLPReceiver) -> list[str]:
     return [s.name for _, s in rx.spans()]
 

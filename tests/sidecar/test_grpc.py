@@ -6,19 +6,11 @@ import grpc
 import pytest
 import requests
 
-from routerscope.testing import OTLPReceiver
 from tests.integration.conftest import free_port, span_request
 
 pytestmark = pytest.mark.integration
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-
-
-@pytest.fixture
-def upstream() -> OTLPReceiver:
-    rx = OTLPReceiver().start()
-    yield rx
-    rx.stop()
 
 
 def _export(tp_endpoint: str, name: str, headers: dict[str, str] | None = None) -> bool:

@@ -23,13 +23,6 @@ from .conftest import raw_http
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def upstream() -> OTLPReceiver:
-    rx = OTLPReceiver().start()
-    yield rx
-    rx.stop()
-
-
 def _names(rx: OTLPReceiver) -> list[str]:
     return [s.name for _, s in rx.spans()]
 

@@ -5,21 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
-
-from routerscope.testing import OTLPReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-or-v1-5ecret0123456789abcdef5ecret0123456789"
-
-
-@pytest.fixture
-def receiver() -> Iterator[OTLPReceiver]:
-    with OTLPReceiver() as rx:
-        yield rx
 
 
 def run_python(code: str, env: dict[str, str], *, timeout: float = 60,
