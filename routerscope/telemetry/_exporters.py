@@ -15,6 +15,7 @@ succeed; it says so once (per endpoint) on the ``routerscope.telemetry`` logger.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import threading
@@ -93,6 +94,11 @@ def _reset_in_child(ref: weakref.ref[_Lazy]) -> Any:
     return reset
 
 
+# Modules the SDK exporters' first export imports on the fly (requests reads ~/.netrc);
+# imported with the build so that no fork() can copy a half-done import of them.
+_EXPORT_PATH_IMPORTS: Final = ("netrc", "shlex")
+
+
 class _Lazy:
     _module = ""
     _cls = ""
@@ -150,17 +156,26 @@ class _Lazy:
 
     def prepare(self) -> None:
         """Build the real exporter now (shutdown does, before the providers stop)."""
-        from routerscope.core.otel import background_work
+        self._built()
 
-        with background_work():
-            self._get()
+    def _built(self) -> Any:
+        """The SDK's exporter, built (and its lazy imports done) inside the fork gate.
+
+        A fork() waits for the build, which imports modules; it never waits for an
+        export, which may hang on a silent collector: the child builds its own exporter.
+        """
+        inner = self._inner
+        if inner is None:
+            from routerscope.core.otel import background_work
+
+            with background_work():
+                inner = self._get()
+                for name in _EXPORT_PATH_IMPORTS:
+                    importlib.import_module(name)
+        return inner
 
     def _export(self, *args: Any, **kwargs: Any) -> Any:
-        """Build the exporter if needed and export; fork() waits for both to finish."""
-        from routerscope.core.otel import background_work
-
-        with background_work():
-            return self._get().export(*args, **kwargs)
+        return self._built().export(*args, **kwargs)
 
     def _shutdown(self) -> None:
         """Stop exporting; the SDK exporter's shutdown also aborts a retry in progress."""

@@ -177,16 +177,24 @@ def _configure_metrics(state: _State, sdk: SdkArgs, readers: Sequence[Any], otlp
 
 
 def _fork_safe_reader(base: type) -> type:
-    """``base`` whose collections (and the export inside them) a ``fork()`` waits for.
+    """``base`` whose in-memory collection a ``fork()`` waits for, and whose locks the child renews.
 
     The SDK's periodic reader restarts its thread in a forked child but keeps its
-    export lock and its storage locks as they were: forked mid-collection, the
-    child's flushes would wait on them forever.
+    export lock and its storage locks as they were: forked mid-collection or
+    mid-export, the child's flushes would wait on them forever. A fork waits for a
+    collection (in memory, quick), never for an export (the network).
     """
     class ForkSafeReader(base):  # type: ignore[misc]
-        def collect(self, timeout_millis: float = 10_000) -> None:
-            with otel.background_work():
-                super().collect(timeout_millis=timeout_millis)
+        def _set_collect_callback(self, func: Any) -> None:
+            def collect(reader: Any, timeout_millis: float = 10_000) -> Any:
+                with otel.background_work():
+                    return func(reader, timeout_millis=timeout_millis)
+
+            super()._set_collect_callback(collect)
+
+        def _at_fork_reinit(self) -> None:
+            self._export_lock = threading.Lock()
+            super()._at_fork_reinit()
 
     return ForkSafeReader
 

@@ -231,3 +231,38 @@ def test_exit_prints_nothing_of_ours(receiver: OTLPReceiver, provider: FakeProvi
     assert out.stdout == "app done\n"
     assert "MeterProvider" not in out.stderr, out.stderr
     assert receiver.wait_for(lambda: signals.STARTUP_DURATION.name in receiver.metric_names(), 10)
+
+
+def test_fork_does_not_wait_for_an_export_stuck_on_a_silent_collector() -> None:
+    """While an export hangs on a collector that accepts and never answers, fork() returns at once."""
+    import os
+    import socket
+    import subprocess
+
+    from .conftest import ROOT
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    code = (
+        "import os, sys, time, logging, routerscope.auto\n"
+        "logging.getLogger('app').warning('something to export')\n"
+        "sys.stdin.readline()\n"  # the test says when the export is stuck
+        "worst = 0.0\n"
+        "for _ in range(3):\n"
+        "    t = time.monotonic(); pid = os.fork()\n"
+        "    if pid == 0: os._exit(0)\n"
+        "    worst = max(worst, time.monotonic() - t); os.waitpid(pid, 0)\n"
+        "print(f'{worst:.3f}')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "ROUTERSCOPE_"))}
+    env.update(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{silent.getsockname()[1]}",
+               OTEL_BLRP_SCHEDULE_DELAY="50", ROUTERSCOPE_SHUTDOWN_TIMEOUT="1",
+               ROUTERSCOPE_MEMORY_MONITOR="0", ROUTERSCOPE_HARDWARE_EVENT="0")
+    with silent, subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, text=True,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE) as app:
+        silent.settimeout(30)
+        conn, _ = silent.accept()  # the log export is now in flight, and will get no answer
+        with conn:
+            out, err = app.communicate("go\n", timeout=60)
+    assert app.returncode == 0, err
+    assert float(out.strip()) < 1.0, (out, "fork() waited for the stuck export")
