@@ -263,6 +263,15 @@ def env_choice(name: str, default: str, choices: tuple[str, ...],
     return v
 
 
+EXPORTER_CHOICES: Final = ("otlp", "none")
+"""What ``OTEL_{TRACES,METRICS,LOGS}_EXPORTER`` may say to routerscope: it exports OTLP or nothing."""
+
+
+def exporter_wanted(signal: str, env: Mapping[str, str] | None = None) -> bool:
+    """False when ``OTEL_<SIGNAL>_EXPORTER=none`` turns that signal's OTLP export off."""
+    return env_choice(f"OTEL_{signal.upper()}_EXPORTER", "otlp", EXPORTER_CHOICES, env) == "otlp"
+
+
 def _url_ok(url: str) -> str | None:
     """Why ``url`` cannot be an OTLP/HTTP endpoint, or None if it can."""
     try:

@@ -23,7 +23,7 @@ from opentelemetry import metrics, trace
 
 from routerscope._version import __version__
 from routerscope.core import otel, signals
-from routerscope.telemetry._settings import SdkArgs, Settings
+from routerscope.telemetry._settings import SdkArgs, Settings, exporter_wanted
 
 __all__ = ["configure", "force_flush", "is_configured", "shutdown"]
 
@@ -123,9 +123,9 @@ def configure(*, settings: Settings | None = None, span_exporters: Sequence[Any]
         try:
             with _narrowed_env(sdk.env_overrides):
                 state.resource = _resource(st)
-                _configure_metrics(state, sdk, metric_readers, otlp)
-                _configure_traces(state, sdk, span_exporters, otlp)
-                _configure_logs(state, sdk, log_exporters, otlp)
+                _configure_metrics(state, sdk, metric_readers, otlp and exporter_wanted("metrics"))
+                _configure_traces(state, sdk, span_exporters, otlp and exporter_wanted("traces"))
+                _configure_logs(state, sdk, log_exporters, otlp and exporter_wanted("logs"))
         except Exception as exc:  # noqa: BLE001 - the app runs on without telemetry
             _logger.warning("routerscope: telemetry set-up failed (%s: %s); continuing "
                             "without it", type(exc).__name__, exc)

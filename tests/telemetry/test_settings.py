@@ -69,6 +69,7 @@ HOSTILE: list[tuple[str, str]] = [
     ("OTEL_EXPORTER_OTLP_TIMEOUT", "abc"),
     ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "sometimes"),
     ("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "sometimes"),
+    ("OTEL_TRACES_EXPORTER", "zipkin"),
 ]
 
 
@@ -173,3 +174,15 @@ def test_unreachable_endpoint_said_once_and_exit_is_prompt() -> None:
     assert err.count("nothing listens at http://127.0.0.1:9/v1/") == 1, err
     assert err.count("Transient error") <= 1, err
     assert exit_after < 2.5  # not the 5 s shutdown timeout: nothing waits on a dead endpoint
+
+
+def test_exporter_none_turns_that_signal_off(receiver: OTLPReceiver) -> None:
+    """OTEL_TRACES_EXPORTER=none exports no span; the other signals still arrive."""
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_TRACES_EXPORTER": "none",
+           "ROUTERSCOPE_HARDWARE_EVENT": "0"}
+    rc, _, err, _ = _run_app(env)
+    assert rc == 3, err
+    assert receiver.wait_for(lambda: any(True for _ in receiver.logs()), 10)
+    assert receiver.metric_names()
+    assert list(receiver.spans()) == []
+
