@@ -13,8 +13,12 @@
 * structlog, when the application left it unconfigured, keeps its own output;
   a processor inserted before its renderer copies each event to OTel logs.
 * routerscope's own events go to the ``routerscope`` logger at
-  ``ROUTERSCOPE_LOG_LEVEL``; ``ROUTERSCOPE_LOG_FORMAT`` gives it its own
-  console handler (JSON or console lines on stderr) when wanted.
+  ``ROUTERSCOPE_LOG_LEVEL`` and are exported at that level. The host sees them
+  as it would see any library's: :class:`_ToHost` hands the application's own
+  handlers (or ``logging.lastResort``) only what the application's root level
+  lets through — by default warnings, once each, whenever the application set
+  up its logging. ``ROUTERSCOPE_LOG_FORMAT=json|console`` asks for routerscope's
+  own console instead (JSON or console lines on stderr, at its level).
 * Redaction (:mod:`._redact`) fails closed: a record whose redaction fails is
   not exported.
 """
@@ -49,6 +53,7 @@ _SEVERITY: Final = {
 # Records from these loggers never go to OTel: the export path itself logs through
 # them, and shipping its failures through itself would loop.
 _SKIP_PREFIXES: Final = ("opentelemetry", "urllib3", "requests")
+_OURS: Final = "routerscope"  # the logger of routerscope's own events (see _ToHost)
 
 
 def add_trace_context(_logger: Any, _method: str,
@@ -82,6 +87,33 @@ def _other_handlers(record: logging.LogRecord, mine: logging.Handler) -> bool:
     return any(h is not mine for h in logging.root.handlers)
 
 
+class _ToHost(logging.Handler):
+    """Hands a routerscope record to the application's handlers as if it had propagated.
+
+    The ``routerscope`` logger does not propagate (its level may be below the
+    application's); this handler gives the application exactly what its root
+    level lets through, through its own handlers, or ``logging.lastResort``
+    when it has none — so the host's output is what any library would produce.
+    """
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        root = logging.getLogger()
+        if record.levelno < root.getEffectiveLevel():
+            return False
+        handlers = [h for h in root.handlers if not isinstance(h, OTelLogHandler)]
+        if not handlers:
+            if logging.lastResort is not None and record.levelno >= logging.lastResort.level:
+                logging.lastResort.handle(record)
+            return True
+        for h in handlers:
+            if record.levelno >= h.level:
+                h.handle(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:  # handle() does the work
+        return
+
+
 class OTelLogHandler(logging.Handler):
     """A stdlib handler that emits OTel log records through a LoggerProvider."""
 
@@ -91,7 +123,7 @@ class OTelLogHandler(logging.Handler):
 
     def handle(self, record: logging.LogRecord) -> bool:
         if (logging.lastResort is not None and record.levelno >= logging.lastResort.level
-                and not _other_handlers(record, self)):
+                and not record.name.startswith(_OURS) and not _other_handlers(record, self)):
             logging.lastResort.handle(record)  # what the stdlib does when no handler is found
         if record.name.startswith(_SKIP_PREFIXES):
             return False
@@ -257,28 +289,37 @@ def _restore_config_fns() -> None:
             setattr(owner, name, original)
 
 
+_propagated = True
+
+
 def install_logging(provider: LoggerProvider | None, *, level: int, fmt: str) -> None:
     """Attach the OTel handler to root (if ``provider``) and routerscope's console per ``fmt``.
 
     Root's level and the application's handlers are left as they are.
     """
     global _structlog_processor
+    global _propagated
     root = logging.getLogger()
-    ours = logging.getLogger("routerscope")
+    ours = logging.getLogger(_OURS)
     ours.setLevel(level)
-    if fmt == "auto":
-        fmt = "none" if root.handlers else "json"
-    if fmt in ("json", "console"):
-        console = logging.StreamHandler(sys.stderr)
+    _propagated = ours.propagate
+    ours.propagate = False
+    if fmt in ("json", "console"):  # asked for: routerscope's own console, at its level
+        console: logging.Handler = logging.StreamHandler(sys.stderr)
         console.setFormatter(_LazyFormatter(fmt))
         console.addFilter(RedactingFilter())
-        ours.addHandler(console)
-        _installed.append((ours, console))
+    else:  # "auto": what the host's logging lets through, as for any library; "none": nothing
+        console = _ToHost() if fmt == "auto" else logging.NullHandler()
+        console.addFilter(RedactingFilter())
+    ours.addHandler(console)
+    _installed.append((ours, console))
     if provider is None:
         return
     h = OTelLogHandler(provider)
     root.addHandler(h)
     _installed.append((root, h))
+    ours.addHandler(h)  # routerscope's records do not propagate: exported from here
+    _installed.append((ours, h))
     _keep_handler_through_config(h)
     _structlog_processor = _StructlogToOTel(provider)
     if "structlog" in sys.modules:
@@ -298,6 +339,7 @@ def uninstall_logging() -> None:
         logger.removeHandler(handler)
         handler.close()
     _installed.clear()
+    logging.getLogger(_OURS).propagate = _propagated
     _restore_config_fns()
     if _structlog_processor is not None and "structlog" in sys.modules:
         _unhook_structlog()

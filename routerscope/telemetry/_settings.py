@@ -85,11 +85,12 @@ ENV_DOC: Final[dict[str, tuple[object, str]]] = {
                                       "RSS limit for the memory alerts (warning at 80 %)"),
     ROUTERSCOPE_MEMORY_WINDOW: (DEFAULT_MEMORY_WINDOW, "seconds of samples behind the trend and "
                                 f"leak detection (at most {shown(MAX_MEMORY_WINDOW)})"),
-    ROUTERSCOPE_LOG_LEVEL: (DEFAULT_LOG_LEVEL, "level of the `routerscope` logger (routerscope's "
-                            "own events); the app's loggers keep their levels"),
+    ROUTERSCOPE_LOG_LEVEL: (DEFAULT_LOG_LEVEL, "level of the `routerscope` logger: routerscope's "
+                            "own events exported at this level; the app's loggers keep theirs"),
     ROUTERSCOPE_LOG_FORMAT: (DEFAULT_LOG_FORMAT, "console output of routerscope's own events: "
-                             "`json`, `console`, `none`; `auto` = JSON on stderr when the app set "
-                             "up no logging, else through the app's handlers"),
+                             "`auto` = what the app's root level lets through (warnings by "
+                             "default), via the app's handlers, as for any library; `json`, "
+                             "`console` = routerscope's own stderr lines at its level; `none`"),
     ROUTERSCOPE_LOGS: (DEFAULT_LOGS, "send the app's log records to OTel logs at the levels the "
                        "app set (0 = no log bridge, no handler on the root logger)"),
     ROUTERSCOPE_GENAI: (DEFAULT_GENAI, "wrap `requests.Session.send` to record OpenAI-compatible "

@@ -111,12 +111,12 @@ def test_structlog_keeps_its_output_and_is_exported(receiver: OTLPReceiver) -> N
 
 
 def test_routerscope_events_follow_their_own_level(receiver: OTLPReceiver) -> None:
-    """ROUTERSCOPE_LOG_LEVEL sets the `routerscope` logger; its JSON lines go to stderr on their own."""
+    """ROUTERSCOPE_LOG_LEVEL sets what is exported; ROUTERSCOPE_LOG_FORMAT=json prints it on stderr."""
     code = ("import logging, routerscope.auto\n"
             "logging.getLogger('routerscope.x').info('ours at info')\n"
             "logging.getLogger('routerscope.x').error('ours at error')\n"
             "print(logging.getLogger().level)\n")
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, **QUIET}
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, **QUIET, "ROUTERSCOPE_LOG_FORMAT": "json"}
     info = run_python(code, env)
     error = run_python(code, {**env, "ROUTERSCOPE_LOG_LEVEL": "error"})
     assert info.returncode == 0 and error.returncode == 0, error.stderr
@@ -125,6 +125,24 @@ def test_routerscope_events_follow_their_own_level(receiver: OTLPReceiver) -> No
     assert [json.loads(x)["event"] for x in error.stderr.splitlines()
             if x.startswith("{")] == ["ours at error"]
     assert info.stdout.strip() == str(logging.WARNING)
+    assert receiver.wait_for(lambda: sum(1 for _, r in receiver.logs()
+                                         if "ours at" in r.body.string_value) == 3, 10)
+
+
+@pytest.mark.parametrize("setup", ["", "logging.basicConfig()\n"], ids=["no logging", "basicConfig after"])
+def test_routerscope_events_reach_the_host_as_any_librarys(receiver: OTLPReceiver,
+                                                           setup: str) -> None:
+    """By default the host prints routerscope's warnings once, plainly, and none of its info lines."""
+    code = ("import logging, routerscope.auto\n" + setup +
+            "logging.getLogger('routerscope.x').info('ours at info')\n"
+            "logging.getLogger('routerscope.x').warning('ours at warning')\n")
+    out = run_python(code, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, **QUIET})
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("ours at warning") == 1, out.stderr
+    assert "ours at info" not in out.stderr
+    assert not out.stderr.lstrip().startswith("{"), out.stderr
+    assert receiver.wait_for(lambda: {"ours at info", "ours at warning"} <= {
+        r.body.string_value for _, r in receiver.logs()}, 10)
 
 
 def test_logs_switch_off_leaves_root_alone(receiver: OTLPReceiver) -> None:
