@@ -48,9 +48,48 @@ spans per call, the GenAI histograms it exported) and written into the row
 labels; a comparison where routerscope records less than the peer says so in
 its verdict instead of "holds".
 
-Profile (routerscope, plain-requests path, ``--profile``; callgrind_annotate,
-inclusive, 100 calls after warm-up, measured 2026-11-29 on commit 1fc9f25):
-see ``PROFILE`` below, rewritten from ``benchmarks/results/peers-profile.txt``.
+Where routerscope's instructions go (plain-requests path, commit b9c9dea's
+instrumentation, 2026-11-29; ``--profile`` writes ``benchmarks/results/peers-profile.txt``,
+``--levers`` re-measures the experiments). routerscope adds 1.65 M instructions
+per call (3.87 M vs 2.21 M bare), against 0.90 M for plain OpenTelemetry and
+OpenLIT and 1.42 M for Logfire, which record one HTTP span and no GenAI span
+there. Identical routerscope runs differ by up to 0.07 M/call (timer-driven
+worker threads), so savings below 0.1 M are not resolved.
+
+* callgrind_annotate, exclusive instructions per C function, routerscope minus
+  bare: no hot spot. The interpreter's own frames (``_PyEval_EvalFrameDefault``,
+  calls, frame set-up, attribute and dict look-ups) take the first ~35 %, i.e.
+  the cost is Python code run per call, spread thin; then ``sre_ucs1_match``
+  38 k (2.3 %: regex scans for secrets), ``_upb_Decoder_DecodeMessage`` 28 k and
+  ``encode_message`` 22 k (OTLP protobuf), ``py_encode_basestring_ascii`` 14 k.
+* cProfile over the same calls (inclusive, share of the whole call loop with its
+  HTTP round trip): ``LLMCall.end`` 6.6 %, ``LLMCall.__init__`` 5.2 %, the SDK's
+  ``start_span`` 4.6 % and ``Span.end`` 4.4 %, ``RedactingSpanProcessor.on_end``
+  2.7 %, attribute cleaning (``_clean_attribute_value``, 21 calls per call)
+  1.9 %, span export (OTLP encode and POST, per batch) 7.8 %.
+* Levers (experiments, monkeypatched in the child only; instructions saved per
+  call, two runs each):
+  - histograms pre-aggregated into plain-integer bucket counts keyed by
+    attribute set, on the caller's thread, instead of the 4 deferred SDK
+    records (GenAI duration, input and output tokens, HTTP duration): saves
+    0.27-0.31 M (16-19 %); skipping the records altogether saves 0.31 M, so
+    the counting itself is nearly free. The biggest lever: about 1.36 M left.
+  - no redaction work when nothing matches (no URL redaction, no regex scan of
+    each ended span): 0.05-0.11 M (3-7 %) on LLM calls, 0.10 M (8 %) on non-LLM.
+  - one ``set_attributes`` call instead of many: no measurable saving
+    (+0.03/-0.07 M): the GenAI path already passes its attributes in one call
+    at span start and one at end.
+  - non-LLM requests: routerscope adds 1.16-1.24 M to a plain GET, plain
+    OTel's requests instrumentation 0.87 M; of the 0.3 M excess, pool counting
+    is about 0.1 M and redaction about 0.1 M; the rest is the stable-semconv
+    HTTP span and histogram and the GenAI wrapper's check.
+  Even with all of them routerscope stays above plain OTel and OpenLIT on this
+  path (about 1.2 M vs 0.9 M), because it records a GenAI span and GenAI
+  histograms there and they record an HTTP span only.
+* openai SDK path: routerscope records no span yet (issue 12) but adds 0.99 M:
+  ``import routerscope.auto`` sends httpx2's per-request INFO log line ("HTTP
+  Request: POST ...") through the logging bridge as an OTel log record and a
+  JSON line on stderr; bare Python drops it (root logger at WARNING).
 """
 
 from __future__ import annotations
@@ -104,7 +143,8 @@ LABELS = {("routerscope", "requests"): "import routerscope.auto",
           ("openlit", "requests"): "OpenLIT 1.45.0", ("openlit", "openai"): "OpenLIT 1.45.0"}
 PEERS_ON = {"requests": ("otel", "logfire", "openlit"), "openai": ("otel", "logfire", "openlit"),
             "nonllm": ("otel",)}
-LEVERS = ("no-histograms", "no-redact", "one-set-attributes")
+LEVERS = ("no-histograms", "preaggregate", "no-redact", "no-pool-count", "one-set-attributes")
+NONLLM_LEVERS = ("no-redact", "no-pool-count")
 
 
 @dataclass(frozen=True)
@@ -275,7 +315,9 @@ def _runs(levers: bool = False) -> list[Run]:
             runs += [Run("bare", p, path), Run(p, p, path)]
     if levers:
         runs = [Run("bare", OURS, "requests"), Run(OURS, OURS, "requests"),
-                *(Run(OURS, OURS, "requests", lever) for lever in LEVERS)]
+                *(Run(OURS, OURS, "requests", lever) for lever in LEVERS),
+                Run("bare", OURS, "nonllm"), Run(OURS, OURS, "nonllm"),
+                *(Run(OURS, OURS, "nonllm", lever) for lever in NONLLM_LEVERS)]
     return runs
 
 
@@ -331,7 +373,7 @@ def _what(rec: dict[str, Any], path: str) -> str:
     gen = [h.removeprefix("gen_ai.client.") for h in rec["histograms"]
            if h.startswith("gen_ai.client.")]
     return ("GenAI span" + (f" + {other:g} HTTP span" if other >= 0.99 else "")
-            + (f", {', '.join(gen)} histograms" if gen else ", no GenAI histograms"))
+            + (f", {', '.join(gen)} histograms" if gen else ", no GenAI histograms received"))
 
 
 def rows(results: dict[str, dict[str, Any]]) -> list[Row]:
@@ -372,34 +414,79 @@ def run(quick: bool = False) -> list[Row]:
 def levers() -> None:
     """The lever experiments (monkeypatched in the child only): instructions saved per call."""
     res = measure(quick=False, levers=True)
-    full = res[f"{OURS}@{OURS}/requests"]["per_call"]
-    bare = res[f"bare@{OURS}/requests"]["per_call"]
-    print(f"routerscope adds {(full - bare) / 1e6:.3f} M instructions/call")
-    for lever in LEVERS:
-        got = res[f"{OURS}@{OURS}/requests+{lever}"]["per_call"]
-        print(f"  {lever}: saves {(full - got) / 1e6:.3f} M/call ({(full - got) / (full - bare):.0%})")
+    for path, names in (("requests", LEVERS), ("nonllm", NONLLM_LEVERS)):
+        full = res[f"{OURS}@{OURS}/{path}"]["per_call"]
+        bare = res[f"bare@{OURS}/{path}"]["per_call"]
+        print(f"{path}: routerscope adds {(full - bare) / 1e6:.3f} M instructions/call")
+        for lever in names:
+            got = res[f"{OURS}@{OURS}/{path}+{lever}"]["per_call"]
+            print(f"  {lever}: saves {(full - got) / 1e6:.3f} M/call "
+                  f"({(full - got) / (full - bare):.0%} of what routerscope adds)")
 
 
-def profile(top: int = 40) -> str:
-    """callgrind_annotate (inclusive, by function) of 100 routerscope and bare calls."""
+def _self_costs(dump: str) -> dict[str, int]:
+    """Exclusive instructions per C function in one callgrind dump."""
+    ann = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", dump],
+                         capture_output=True, text=True, check=True, timeout=300)
+    costs: dict[str, int] = {}
+    for line in ann.stdout.splitlines():
+        parts = line.split(None, 2)
+        if len(parts) == 3 and parts[0].replace(",", "").isdigit() and parts[1].startswith("("):
+            fn = parts[2].split(" [")[0].rsplit(":", 1)[-1]
+            costs[fn] = costs.get(fn, 0) + int(parts[0].replace(",", ""))
+    return costs
+
+
+def profile(top: int = 25) -> str:
+    """Where routerscope's instructions go on the plain-requests path.
+
+    Two views of the second block (100 calls after 50): callgrind's exclusive
+    instructions per C function, routerscope minus bare (the interpreter's own
+    frames cancel out), and cProfile's inclusive time per Python function in the
+    same child without valgrind (which Python code those instructions run).
+    """
+    import pstats
+
     from routerscope.testing import FakeProvider
 
     valgrind = ensure_valgrind()
     pys = {OURS: sys.executable}
-    report = []
+    calls = 100
     with FakeProvider() as prov, _NonLLM() as plain:
         urls = {"requests": prov.base_url, "openai": prov.base_url, "nonllm": plain}
+        selfs, totals = {}, {}
         for who in ("bare", OURS):
             tmp = tempfile.mkdtemp(prefix="bench-prof-")
-            res = _child(Run(who, OURS, "requests"), pys, urls, 20, 30, 130, valgrind, tmp)
-            last = res["dumps"][-1]
-            ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=99",
-                                  last], capture_output=True, text=True, check=True, timeout=300)
-            lines = ann.stdout.splitlines()
-            report.append(f"== {who}: {res['per_call'] / 1e6:.3f} M instructions/call "
-                          f"(100 calls, all threads)\n" + "\n".join(lines[:top + 25]))
+            res = _child(Run(who, OURS, "requests"), pys, urls, 20, 30, 30 + calls, valgrind, tmp)
+            selfs[who] = _self_costs(res["dumps"][-1])
+            totals[who] = res["per_call"]
             shutil.rmtree(tmp, ignore_errors=True)
-    text = "\n\n".join(report) + "\n"
+        tmp = tempfile.mkdtemp(prefix="bench-prof-")
+        os.environ["BENCH_CPROFILE"] = f"{tmp}/prof"
+        try:
+            _child(Run(OURS, OURS, "requests"), pys, urls, 20, 30, 30 + calls, None)
+        finally:
+            del os.environ["BENCH_CPROFILE"]
+        stats = pstats.Stats(f"{tmp}/prof")
+    added = totals[OURS] - totals["bare"]
+    lines = [f"routerscope adds {added / 1e6:.3f} M instructions per plain-requests LLM call "
+             f"({totals[OURS] / 1e6:.3f} M vs {totals['bare'] / 1e6:.3f} M bare; "
+             f"callgrind, every thread, {calls} calls after 50)", "",
+             "C functions by exclusive instructions added per call (routerscope - bare):"]
+    delta = {fn: (selfs[OURS].get(fn, 0) - selfs["bare"].get(fn, 0)) / calls
+             for fn in set(selfs[OURS]) | set(selfs["bare"])}
+    for fn, d in sorted(delta.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {d / 1e3:9.1f} k  {d / added:6.1%}  {fn}")
+    lines += ["", "routerscope and OpenTelemetry Python functions by inclusive time (cProfile, "
+              "same calls, no valgrind; share of the whole call loop, HTTP round trip included):"]
+    raw: Any = stats.stats  # type: ignore[attr-defined]
+    whole = max(ct for (_, _, _, ct, _) in raw.values())
+    rows_ = sorted(((ct, nc, f"{fn.split('site-packages/')[-1].split('/wt/bench/')[-1]}:{line}:{name}")
+                    for (fn, line, name), (_, nc, _, ct, _) in raw.items()
+                    if "routerscope" in fn or "opentelemetry" in fn), reverse=True)
+    for ct, nc, where in rows_[:top]:
+        lines.append(f"  {ct / whole:6.1%}  {nc // calls:3d}/call  {where}")
+    text = "\n".join(lines) + "\n"
     with open(os.path.join(ROOT, "benchmarks", "results", "peers-profile.txt"), "w") as f:
         f.write(text)
     return text

@@ -27,8 +27,13 @@ benchmark fails loudly instead of measuring something else:
   ``OTEL_PYTHON_DISTRO=distro`` and ``OTEL_PYTHON_CONFIGURATOR=configurator``)
   and the OpenTelemetry SDK must be the active tracer provider.
 
-LEVER (``routerscope`` only) is an experiment, monkeypatched here and nowhere else:
-``no-histograms``, ``no-redact``, ``one-set-attributes``; it is never a result row.
+LEVER (``routerscope`` only) is an experiment, monkeypatched here and nowhere else,
+never a result row: ``no-histograms`` (the deferred histogram records skipped),
+``preaggregate`` (each record counted into plain-integer buckets keyed by its
+attribute set, on the caller's thread, instead of queued for the SDK),
+``no-redact`` (no URL redaction, no scan of each ended span for secrets),
+``no-pool-count`` (urllib3 pools' connection and request counting unpatched),
+``one-set-attributes`` (every SDK ``set_attribute`` batched into one ``set_attributes``).
 """
 
 from __future__ import annotations
@@ -67,27 +72,55 @@ sys.addaudithook(_audit)
 
 def _lever(name: str) -> None:
     """Experiments on routerscope's hot path (measured, never shipped)."""
-    if name == "no-histograms":  # the GenAI and HTTP histogram records skipped
-        from routerscope.core import otel
+    from routerscope.core import otel
 
-        def _skip(*a: Any, **k: Any) -> None:
+    ours = [m for m in list(sys.modules.values())
+            if getattr(m, "__name__", "").startswith("routerscope")]
+    if name in ("no-histograms", "preaggregate"):
+        import bisect
+
+        counts: dict[tuple[str, tuple[tuple[str, Any], ...]], list[float]] = {}
+
+        def preaggregate(m: Any, value: float, attrs: dict[str, Any]) -> None:
+            # plain-integer bucket counts keyed by attribute set, on the caller's thread
+            key = (m.name, tuple(sorted(attrs.items())))
+            row = counts.get(key)
+            bounds = m.buckets or ()
+            if row is None:
+                row = counts[key] = [0.0] * (len(bounds) + 2)
+            row[bisect.bisect_left(bounds, value)] += 1
+            row[-1] += value
+
+        def skip(m: Any, value: float, attrs: dict[str, Any]) -> None:
             return None
 
-        for mod in list(sys.modules.values()):
-            if getattr(mod, "__name__", "").startswith("routerscope") and \
-                    getattr(mod, "record_later", None) is otel.record_later:
-                mod.record_later = _skip  # type: ignore[attr-defined]
-        otel.record_later = _skip  # type: ignore[assignment]
-    elif name == "no-redact":  # URL redaction skipped (the URL has nothing to redact)
-        for mod in list(sys.modules.values()):
-            if getattr(mod, "__name__", "").startswith("routerscope.instrumentation") and \
-                    hasattr(mod, "redact"):
-                mod.redact = str  # type: ignore[attr-defined]
-    elif name == "one-set-attributes":  # the SDK's per-call set_attribute batched into one call
+        new = skip if name == "no-histograms" else preaggregate
+        for mod in ours:
+            if getattr(mod, "record_later", None) is otel.record_later:
+                mod.record_later = new
+    elif name == "no-redact":  # no URL redaction and no span scan when nothing matches
+        from opentelemetry import trace
+
+        def on_end(self: Any, span: Any) -> None:
+            self.inner.on_end(span)
+
+        active = trace.get_tracer_provider()._active_span_processor  # type: ignore[attr-defined]
+        for proc in active._span_processors:
+            if type(proc).__name__ == "RedactingSpanProcessor":
+                type(proc).on_end = on_end
+        for mod in ours:
+            if mod.__name__.startswith("routerscope.instrumentation") and hasattr(mod, "redact"):
+                mod.redact = str
+    elif name == "no-pool-count":  # urllib3 pools' connection/request counting taken off
+        for mod in ours:
+            unpatch = getattr(mod, "unpatch_urllib3_pools", None)
+            if unpatch is not None:
+                unpatch()
+    elif name == "one-set-attributes":  # every SDK set_attribute batched into one set_attributes
         from opentelemetry.sdk.trace import Span
 
         pending: dict[int, dict[str, Any]] = {}
-        orig_set, orig_end = Span.set_attribute, Span.end
+        orig_end = Span.end
 
         def set_attribute(self: Any, key: str, value: Any) -> None:
             pending.setdefault(id(self), {})[key] = value
@@ -98,9 +131,8 @@ def _lever(name: str) -> None:
                 self.set_attributes(attrs)
             orig_end(self, end_time)
 
-        Span.set_attribute = set_attribute  # type: ignore[method-assign]
-        Span.end = end  # type: ignore[method-assign]
-        del orig_set
+        Span.set_attribute = set_attribute
+        Span.end = end
     elif name:
         _abort(98, f"unknown lever {name!r}")
 
@@ -216,14 +248,24 @@ def main() -> None:
         _instrumentation_on()
     clock = time.perf_counter_ns
     samples = []
+    prof_out = os.environ.get("BENCH_CPROFILE")  # profile the second block with cProfile
+    prof: Any = None
     for block in (int(n1), int(n2) - int(n1)):
         _settle(mode)
         os.getloadavg()  # a callgrind dump mark
+        if prof_out and block != int(n1):
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
         for _ in range(block):
             t0 = clock()
             call()
             samples.append(clock() - t0)
     _settle(mode)
+    if prof is not None:
+        prof.disable()
+        prof.dump_stats(prof_out)
     os.getloadavg()
     median = statistics.median(samples) / 1000 if samples else 0.0
     print(json.dumps({"median_us": median, "setup": what}))
