@@ -1,7 +1,8 @@
 """`import routerscope.auto` vs plain `opentelemetry-instrument`: import cost and per-call cost.
 
 The baseline is plain OpenTelemetry as a user installs it (``opentelemetry-distro``,
-the OTLP/HTTP exporter and the requests instrumentation), in its own venv under
+the OTLP/HTTP exporter and the requests instrumentation; the venv's openai-v2
+instrumentation is disabled), in its own venv under
 ``.bench-venvs/otel`` (see ``bench_peers.PEERS``), run as ``opentelemetry-instrument``
 pinned to the upstream distro and configurator (``OTEL_PYTHON_DISTRO=distro``,
 ``OTEL_PYTHON_CONFIGURATOR=configurator``). Unpinned, and in a venv where
@@ -69,7 +70,10 @@ def _env(endpoint: str, plain: bool = False) -> dict[str, str]:
                 "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
                 "PYTHONPATH": ROOT})
     if plain:  # the plain-OTel venv: upstream distro and configurator, nothing from here
-        env.update({"OTEL_PYTHON_DISTRO": "distro", "OTEL_PYTHON_CONFIGURATOR": "configurator"})
+        env.update({"OTEL_PYTHON_DISTRO": "distro", "OTEL_PYTHON_CONFIGURATOR": "configurator",
+                    # that venv also holds openai-v2 (for bench_peers), which would import
+                    # openai at start-up: a requests app gets the requests instrumentation only
+                    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "openai"})
         env.pop("PYTHONPATH")
     return env
 

@@ -48,13 +48,14 @@ spans per call, the GenAI histograms it exported) and written into the row
 labels; a comparison where routerscope records less than the peer says so in
 its verdict instead of "holds".
 
-Where routerscope's instructions go (plain-requests path, commit b9c9dea's
-instrumentation, 2026-11-29; ``--profile`` writes ``benchmarks/results/peers-profile.txt``,
-``--levers`` re-measures the experiments). routerscope adds 1.65 M instructions
-per call (3.87 M vs 2.21 M bare), against 0.90 M for plain OpenTelemetry and
-OpenLIT and 1.42 M for Logfire, which record one HTTP span and no GenAI span
-there. Identical routerscope runs differ by up to 0.07 M/call (timer-driven
-worker threads), so savings below 0.1 M are not resolved.
+Where routerscope's instructions go (plain-requests path, routerscope
+at 1fc9f25, 2026-11-29; ``--profile`` writes ``benchmarks/results/peers-profile.txt``,
+``--levers`` re-measures the experiments). routerscope adds 1.65-1.69 M
+instructions per call (3.87-3.90 M vs 2.21 M bare) over five runs, against
+0.90 M for plain OpenTelemetry, 0.90-0.92 M for OpenLIT and 1.42-1.44 M for
+Logfire, which record one HTTP span and no GenAI span there. Identical
+routerscope runs differ by up to 0.07 M/call (timer-driven worker threads), so
+savings below 0.1 M are not resolved.
 
 * callgrind_annotate, exclusive instructions per C function, routerscope minus
   bare: no hot spot. The interpreter's own frames (``_PyEval_EvalFrameDefault``,

@@ -143,9 +143,11 @@ def _setup(mode: str, path: str, lever: str) -> str:
         return "no instrumentation"
     if mode == "routerscope":
         import routerscope.auto  # noqa: F401 - the import is the set-up
-        from routerscope.instrumentation import wait_instrumented
+        import routerscope.instrumentation as inst
 
-        wait_instrumented()
+        wait = getattr(inst, "wait_instrumented", None)  # background patching, where there is any
+        if wait is not None:
+            wait()
         _lever(lever)
         return "import routerscope.auto" + (f" [experiment: {lever}]" if lever else "")
     if mode == "otel":
