@@ -95,11 +95,11 @@ def _checked(cmd: list[str], env: dict[str, str], timeout: float) -> Any:
 
 
 def run(quick: bool = False) -> list[Row]:
-    from benchmarks.bench_peers import _venv
+    from benchmarks.bench_peers import peer_python
     from routerscope.testing import FakeProvider, OTLPReceiver
 
     rounds = 5 if quick else 15
-    plain_py = str(_venv("otel"))
+    plain_py = str(peer_python("otel"))
     otel_cli = str(Path(plain_py).parent / "opentelemetry-instrument")
     with OTLPReceiver() as rx, FakeProvider() as prov:
         envs = {"bare": _env(rx.url), "routerscope": _env(rx.url),

@@ -69,12 +69,14 @@ savings below 0.1 M are not resolved.
   2.7 %, attribute cleaning (``_clean_attribute_value``, 21 calls per call)
   1.9 %, span export (OTLP encode and POST, per batch) 7.8 %.
 * Levers (experiments, monkeypatched in the child only; instructions saved per
-  call, two runs each):
+  call, two runs each on the LLM path, one on the non-LLM path):
   - histograms pre-aggregated into plain-integer bucket counts keyed by
     attribute set, on the caller's thread, instead of the 4 deferred SDK
     records (GenAI duration, input and output tokens, HTTP duration): saves
     0.27-0.31 M (16-19 %); skipping the records altogether saves 0.31 M, so
-    the counting itself is nearly free. The biggest lever: about 1.36 M left.
+    the counting itself is nearly free. Turning the counts into OTLP histogram
+    points happens once per export interval, not per call, and is not in this
+    figure. The biggest lever: about 1.36 M left.
   - no redaction work when nothing matches (no URL redaction, no regex scan of
     each ended span): 0.05-0.11 M (3-7 %) on LLM calls, 0.10 M (8 %) on non-LLM.
   - one ``set_attributes`` call instead of many: no measurable saving
@@ -162,7 +164,8 @@ class Run:
         return f"{self.who}@{self.venv}/{self.path}" + (f"+{self.lever}" if self.lever else "")
 
 
-def _venv(name: str) -> Path:
+def peer_python(name: str) -> Path:
+    """The Python of peer ``name``'s venv under ``.bench-venvs/``, built from ``PEERS`` if stale."""
     path = Path(ROOT) / ".bench-venvs" / name
     py = path / "bin" / "python"
     marker = path / ".ready"
@@ -327,7 +330,7 @@ def measure(quick: bool = False, levers: bool = False) -> dict[str, dict[str, An
     from routerscope.testing import FakeProvider
 
     valgrind = ensure_valgrind()
-    pys = {OURS: sys.executable, **{name: str(_venv(name)) for name in PEERS}}
+    pys = {OURS: sys.executable, **{name: str(peer_python(name)) for name in PEERS}}
     runs = _runs(levers)
     warm, n1, n2 = 20, 30, (80 if quick else 130)
     lat_warm, lat_n, rounds = 30, (150 if quick else 300), (2 if quick else 3)
