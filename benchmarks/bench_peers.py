@@ -1,152 +1,506 @@
-"""Instrumentation cost per router call: routerscope vs OpenLIT and Logfire, same calls.
+"""Instrumentation cost per call: routerscope vs plain OpenTelemetry, OpenLIT and Logfire.
+
+    PYTHONPATH=. .venv/bin/python -m benchmarks.run --only peers     # the table rows
+    PYTHONPATH=. .venv/bin/python -m benchmarks.bench_peers --levers # experiments below
 
 Each peer lives in its own virtual environment under ``.bench-venvs/`` (created
-on first use from PyPI), because they pin OpenTelemetry versions of their own.
-Every process makes the same plain-``requests`` chat-completion calls to the
-same loopback OpenAI-compatible server and exports OTLP to the same loopback
-receiver.
+on first use from PyPI, pinned in ``PEERS``), because they pin OpenTelemetry
+versions of their own; routerscope runs from this checkout in the project's
+venv. Every process runs ``benchmarks/peers/child.py``: one set-up, then the
+same calls to the same loopback servers, exporting OTLP to a loopback receiver
+of its own. Three paths:
 
-The measure is **instructions**, counted by valgrind's callgrind for the whole
-process (every thread: the SDK's export and our deferred metric records
-included): a run with N calls minus a run with none, divided by N. Unlike CPU
-time on a shared 2-core machine (where the same configuration measured 315 and
-535 us per call in two runs), the count repeats to about 0.2 %. Without
-valgrind the benchmark falls back to CPU time and says so.
+* ``requests``: a plain ``requests`` chat-completion POST;
+* ``openai``: ``openai.OpenAI(base_url=loopback).chat.completions.create``
+  (openai 3.57 on httpx2; OpenLIT 1.45.0 requires openai<3, so its venv has
+  the newest 2.x, on httpx);
+* ``nonllm``: a plain GET to a loopback path that is not an LLM API, against
+  the plain requests instrumentation (the cost of recognising a non-LLM call).
 
-routerscope is also measured in two reduced forms, to show where its cost goes:
-without its GenAI wrapper (the requests instrumentation alone, as the peers do),
-and with the wrapper but without its histogram records.
+Peers: plain OpenTelemetry through ``opentelemetry-instrument`` pinned to the
+upstream distro and configurator (``OTEL_PYTHON_DISTRO=distro``,
+``OTEL_PYTHON_CONFIGURATOR=configurator``: with routerscope installed the CLI
+would otherwise load routerscope's own by entry-point order; the child fails if
+routerscope got activated) with ``opentelemetry-instrumentation-requests`` and
+``-openai-v2``; Logfire 5.4.0 (``instrument_requests`` / ``instrument_openai``);
+OpenLIT 1.45.0 (``openlit.init`` with a local ``pricing_json``, so it never
+fetches its price list). An audit hook in every child aborts on a name lookup
+or connection to anything but loopback, and ``NO_PROXY`` covers loopback.
+
+**Instructions** (valgrind's callgrind, every thread of the process: the SDK's
+batch export and our deferred metric records included) are taken as a slope:
+after ``WARMUP`` calls the child makes ``N1`` calls, then ``N2 - N1`` more, and
+callgrind dumps its counters before each block (``--dump-before=getloadavg``);
+the per-call figure is the second block's count over ``N2 - N1``, so start-up,
+first-call and exit costs are not counted per call. Metric export is every 600 s
+(no periodic export inside a block); spans export on the SDK's batch schedule.
+Counts repeat to well under 1 %; they do not depend on machine load.
+
+**Latency added on the calling thread**: the wall time of each call after
+warm-up on the caller's thread, median over the calls of a process, minus the
+same median of the bare process of the same venv, taken over rounds that
+interleave every process, median over rounds. This box has 2 cores shared with
+other jobs, so these microsecond figures move by tens of percent between runs;
+instructions are the robust measure.
+
+What each records per call is counted at its receiver (spans per call, GenAI
+spans per call, the GenAI histograms it exported) and written into the row
+labels; a comparison where routerscope records less than the peer says so in
+its verdict instead of "holds".
+
+Where routerscope's instructions go (plain-requests path, routerscope
+at 1fc9f25, 2026-11-29; ``--profile`` writes ``benchmarks/results/peers-profile.txt``,
+``--levers`` re-measures the experiments). routerscope adds 1.65-1.69 M
+instructions per call (3.87-3.90 M vs 2.21 M bare) over five runs, against
+0.90 M for plain OpenTelemetry, 0.90-0.92 M for OpenLIT and 1.42-1.44 M for
+Logfire, which record one HTTP span and no GenAI span there. Identical
+routerscope runs differ by up to 0.07 M/call (timer-driven worker threads), so
+savings below 0.1 M are not resolved.
+
+* callgrind_annotate, exclusive instructions per C function, routerscope minus
+  bare: no hot spot. The interpreter's own frames (``_PyEval_EvalFrameDefault``,
+  calls, frame set-up, attribute and dict look-ups) take the first ~35 %, i.e.
+  the cost is Python code run per call, spread thin; then ``sre_ucs1_match``
+  38 k (2.3 %: regex scans for secrets), ``_upb_Decoder_DecodeMessage`` 28 k and
+  ``encode_message`` 22 k (OTLP protobuf), ``py_encode_basestring_ascii`` 14 k.
+* cProfile over the same calls (inclusive, share of the whole call loop with its
+  HTTP round trip): ``LLMCall.end`` 6.6 %, ``LLMCall.__init__`` 5.2 %, the SDK's
+  ``start_span`` 4.6 % and ``Span.end`` 4.4 %, ``RedactingSpanProcessor.on_end``
+  2.7 %, attribute cleaning (``_clean_attribute_value``, 21 calls per call)
+  1.9 %, span export (OTLP encode and POST, per batch) 7.8 %.
+* Levers (experiments, monkeypatched in the child only; instructions saved per
+  call, two runs each on the LLM path, one on the non-LLM path):
+  - histograms pre-aggregated into plain-integer bucket counts keyed by
+    attribute set, on the caller's thread, instead of the 4 deferred SDK
+    records (GenAI duration, input and output tokens, HTTP duration): saves
+    0.27-0.31 M (16-19 %); skipping the records altogether saves 0.31 M, so
+    the counting itself is nearly free. Turning the counts into OTLP histogram
+    points happens once per export interval, not per call, and is not in this
+    figure. The biggest lever: about 1.36 M left.
+  - no redaction work when nothing matches (no URL redaction, no regex scan of
+    each ended span): 0.05-0.11 M (3-7 %) on LLM calls, 0.10 M (8 %) on non-LLM.
+  - one ``set_attributes`` call instead of many: no measurable saving
+    (+0.03/-0.07 M): the GenAI path already passes its attributes in one call
+    at span start and one at end.
+  - non-LLM requests: routerscope adds 1.16-1.24 M to a plain GET, plain
+    OTel's requests instrumentation 0.87 M; of the 0.3 M excess, pool counting
+    is about 0.1 M and redaction about 0.1 M; the rest is the stable-semconv
+    HTTP span and histogram and the GenAI wrapper's check.
+  Even with all of them routerscope stays above plain OTel and OpenLIT on this
+  path (about 1.2 M vs 0.9 M), because it records a GenAI span and GenAI
+  histograms there and they record an HTTP span only.
+* openai SDK path: routerscope records no span yet (issue 12) but adds 0.99 M:
+  ``import routerscope.auto`` sends httpx2's per-request INFO log line ("HTTP
+  Request: POST ...") through the logging bridge as an OTel log record and a
+  JSON line on stderr; bare Python drops it (root logger at WARNING).
 """
 
 from __future__ import annotations
 
+import glob
+import json
 import os
-import re
 import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import venv
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from benchmarks._common import ROOT, Row
 
-_CONSTRAINTS = str(Path(__file__).with_name("peers") / "openlit-constraints.txt")
-PEERS = {"logfire": ["logfire==5.4.0", "opentelemetry-instrumentation-requests", "requests"],
-         "openlit": ["openlit==1.45.0", "requests", "-c", _CONSTRAINTS]}
+_HERE = Path(__file__).with_name("peers")
+CHILD = str(_HERE / "child.py")
+PRICING = str(_HERE / "openlit-pricing.json")
+_CONSTRAINTS = str(_HERE / "openlit-constraints.txt")
+_CLIENTS = ["requests==2.34.2", "openai==3.57.0"]  # the versions in routerscope's own venv
+PEERS = {"otel": ["opentelemetry-distro==0.66b2", "opentelemetry-sdk==1.45.2",
+                  "opentelemetry-exporter-otlp-proto-http==1.45.2",
+                  "opentelemetry-instrumentation-requests==0.66b2",
+                  # openai-v2 2.4b0 imports httpx (which openai 3.x, on httpx2, does not pull in)
+                  # and util.genai.instruments (gone from util-genai 1.x): without these two pins
+                  # opentelemetry-instrument skips it and records nothing on the openai path
+                  "opentelemetry-instrumentation-openai-v2==2.4b0", "opentelemetry-util-genai==0.4b0",
+                  "httpx==0.28.1", *_CLIENTS],
+         "logfire": ["logfire==5.4.0", "opentelemetry-instrumentation-requests", *_CLIENTS],
+         # openlit 1.45.0 requires openai<3: the newest 2.x (HTTP layer httpx, not httpx2)
+         "openlit": ["openlit==1.45.0", "requests==2.34.2", "openai<3", "-c", _CONSTRAINTS]}
+OURS = "routerscope"
 
-CHILD = """
-import os, sys, time
-mode, url, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-if mode.startswith("routerscope"):
-    import routerscope.auto
-    from routerscope.instrumentation import wait_instrumented
-    wait_instrumented()
-    if mode == "routerscope-requests-only":
-        from routerscope.instrumentation._requests import unpatch_genai
-        unpatch_genai()
-    if mode == "routerscope-no-histograms":
-        import routerscope.core.genai as genai, routerscope.instrumentation._requests as inst
-        genai.otel.record_later = inst.record_later = lambda *a, **k: None
-elif mode == "logfire":
-    import logfire
-    logfire.configure(send_to_logfire=False, console=False)
-    logfire.instrument_requests()
-elif mode == "openlit":
-    import openlit
-    openlit.init(otlp_endpoint=os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"])
-import requests
-s = requests.Session()
-body = {"model": "demo/small", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
-t0 = time.process_time()
-for _ in range(n):
-    s.post(url + "/chat/completions", json=body).json()
-print(time.process_time() - t0)
-"""
+PATHS = {"requests": "plain-requests LLM call", "openai": "openai SDK chat completion",
+         "nonllm": "plain non-LLM GET"}
+LABELS = {("routerscope", "requests"): "import routerscope.auto",
+          ("routerscope", "openai"): "import routerscope.auto",
+          ("routerscope", "nonllm"): "import routerscope.auto",
+          ("otel", "requests"): "plain OTel: opentelemetry-instrument + requests instrumentation",
+          ("otel", "openai"): "plain OTel: opentelemetry-instrument + openai-v2",
+          ("otel", "nonllm"): "plain OTel: requests instrumentation alone",
+          ("logfire", "requests"): "Logfire 5.4.0 instrument_requests",
+          ("logfire", "openai"): "Logfire 5.4.0 instrument_openai",
+          ("openlit", "requests"): "OpenLIT 1.45.0", ("openlit", "openai"): "OpenLIT 1.45.0"}
+PEERS_ON = {"requests": ("otel", "logfire", "openlit"), "openai": ("otel", "logfire", "openlit"),
+            "nonllm": ("otel",)}
+LEVERS = ("no-histograms", "preaggregate", "no-redact", "no-pool-count", "one-set-attributes")
+NONLLM_LEVERS = ("no-redact", "no-pool-count")
 
 
-def _venv(name: str) -> Path:
+@dataclass(frozen=True)
+class Run:
+    """One child process: who (``bare`` runs in ``venv``'s Python), which path, which lever."""
+
+    who: str
+    venv: str  # "routerscope" = this checkout's venv
+    path: str
+    lever: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.who}@{self.venv}/{self.path}" + (f"+{self.lever}" if self.lever else "")
+
+
+def peer_python(name: str) -> Path:
+    """The Python of peer ``name``'s venv under ``.bench-venvs/``, built from ``PEERS`` if stale."""
     path = Path(ROOT) / ".bench-venvs" / name
     py = path / "bin" / "python"
     marker = path / ".ready"
-    if not marker.exists():
+    spec = " ".join(PEERS[name])
+    if not marker.exists() or marker.read_text() != spec:
+        shutil.rmtree(path, ignore_errors=True)
         venv.create(path, with_pip=True)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         subprocess.run([str(py), "-m", "pip", "install", "-q", *PEERS[name]], check=True,
                        timeout=900, env=env)
-        marker.write_text("ok")
+        marker.write_text(spec)
     return py
 
 
-def _run(py: str, mode: str, url: str, n: int, env: dict[str, str], counting: bool) -> float:
-    """Instructions (callgrind) or CPU seconds of one process making ``n`` calls."""
-    cmd = [py, "-c", CHILD, mode, url, str(n)]
-    if counting:
-        cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
-    if out.returncode != 0:
-        raise RuntimeError(f"{mode}: {out.stderr[-2000:]}")
-    if counting:
-        m = re.search(r"Collected : (\d+)", out.stderr)
-        if m is None:
-            raise RuntimeError(f"{mode}: no callgrind total in {out.stderr[-500:]}")
-        return float(m.group(1))
-    return float(out.stdout.strip().splitlines()[-1])
+def ensure_valgrind() -> str:
+    """valgrind's path, installed with apt-get when it is missing (the box runs as root)."""
+    found = shutil.which("valgrind")
+    if found:
+        return found
+    subprocess.run(["bash", str(_HERE / "ensure-valgrind.sh")], check=True, timeout=600)
+    found = shutil.which("valgrind")
+    if not found:
+        raise RuntimeError("valgrind is missing and benchmarks/peers/ensure-valgrind.sh "
+                           "could not install it")
+    return found
+
+
+class _Plain(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    disable_nagle_algorithm = True  # headers and body in one segment: no delayed-ACK stall
+
+    def do_GET(self) -> None:
+        body = b"ok"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _NonLLM:
+    """A loopback server answering every GET with 200 ``ok`` (not an LLM API)."""
+
+    def __enter__(self) -> str:
+        import threading
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Plain)
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True, name="nonllm-server").start()
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _command(run: Run, pys: dict[str, str], url: str, warm: int, n1: int, n2: int) -> list[str]:
+    py = pys[run.venv]
+    cmd = [py, CHILD, run.who, run.path, url, str(warm), str(n1), str(n2)]
+    if run.lever:
+        cmd.append(run.lever)
+    if run.who == "otel":
+        cmd = [str(Path(py).parent / "opentelemetry-instrument"), *cmd]
+    return cmd
+
+
+def _env(run: Run, receiver: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OTEL_", "ROUTERSCOPE_", "LOGFIRE_", "OPENLIT_"))
+           and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
+    env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver,
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                # no periodic metric export inside a measured block: only the calls differ
+                "OTEL_METRIC_EXPORT_INTERVAL": "600000",
+                "ROUTERSCOPE_MEMORY_MONITOR": "0", "ROUTERSCOPE_HARDWARE_EVENT": "0",
+                "NO_PROXY": "127.0.0.1,localhost,::1", "no_proxy": "127.0.0.1,localhost,::1",
+                "BENCH_OPENLIT_PRICING": PRICING,
+                "PYTHONHASHSEED": "0"})  # str hashes vary the instruction count by ~3 % otherwise
+    if run.who == "otel":  # plain OpenTelemetry, never routerscope's distro/configurator
+        env.update({"OTEL_PYTHON_DISTRO": "distro", "OTEL_PYTHON_CONFIGURATOR": "configurator",
+                    "OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp",
+                    "OTEL_LOGS_EXPORTER": "none"})
+    if run.venv == OURS:
+        env["PYTHONPATH"] = ROOT
+    else:
+        env.pop("PYTHONPATH", None)
+    return env
+
+
+def _recorded(rx: Any, calls: int) -> dict[str, Any]:
+    from routerscope.testing import attrs_of
+
+    spans = genai = 0
+    for _, span in rx.spans():
+        spans += 1
+        if any(k.startswith("gen_ai.") for k in attrs_of(span.attributes)):
+            genai += 1
+    hists = sorted(n for n in rx.metric_names()
+                   if n.startswith(("gen_ai.client.", "http.client.")))
+    return {"spans_per_call": round(spans / calls, 2), "genai_per_call": round(genai / calls, 2),
+            "histograms": hists}
+
+
+def _child(run: Run, pys: dict[str, str], urls: dict[str, str], warm: int, n1: int, n2: int,
+           valgrind: str | None, out_dir: str | None = None) -> dict[str, Any]:
+    """One child process; with ``valgrind``, the per-call instruction slope of its last block."""
+    from routerscope.testing import OTLPReceiver
+
+    with OTLPReceiver() as rx:
+        cmd = _command(run, pys, urls[run.path], warm, n1, n2)
+        tmp = out_dir or (tempfile.mkdtemp(prefix="bench-cg-") if valgrind else "")
+        if valgrind:
+            # opentelemetry-instrument exec()s the Python it wraps: follow it
+            cmd = [valgrind, "--tool=callgrind", "--instr-atstart=no", "--dump-before=getloadavg",
+                   f"--trace-children={'yes' if run.who == 'otel' else 'no'}",
+                   f"--callgrind-out-file={tmp}/cg.%p", *cmd]
+        env = _env(run, rx.url)
+        if valgrind:
+            env["BENCH_CALLGRIND"] = "1"
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        if out.returncode != 0:
+            raise RuntimeError(f"{run.key} exited {out.returncode}: {out.stderr[-3000:]}")
+        res: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+        res.update(_recorded(rx, warm + n2))
+    if valgrind:
+        parts = sorted(glob.glob(f"{tmp}/cg.*.*"), key=lambda p: int(p.rsplit(".", 1)[1]))
+        totals = []
+        for part in parts:
+            with open(part) as f:
+                totals.append(next(int(line.split()[1]) for line in f
+                                   if line.startswith("totals:")))
+        if len(totals) != 3:  # before block 1, before block 2, after block 2
+            raise RuntimeError(f"{run.key}: expected 3 callgrind dumps, got {len(totals)}")
+        res["first_block_per_call"] = totals[1] / n1
+        res["per_call"] = totals[2] / (n2 - n1)
+        res["dumps"] = parts
+        if out_dir is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return res
+
+
+def _runs(levers: bool = False) -> list[Run]:
+    runs = []
+    for path, peers in PEERS_ON.items():
+        runs += [Run("bare", OURS, path), Run(OURS, OURS, path)]
+        for p in peers:
+            runs += [Run("bare", p, path), Run(p, p, path)]
+    if levers:
+        runs = [Run("bare", OURS, "requests"), Run(OURS, OURS, "requests"),
+                *(Run(OURS, OURS, "requests", lever) for lever in LEVERS),
+                Run("bare", OURS, "nonllm"), Run(OURS, OURS, "nonllm"),
+                *(Run(OURS, OURS, "nonllm", lever) for lever in NONLLM_LEVERS)]
+    return runs
+
+
+def measure(quick: bool = False, levers: bool = False) -> dict[str, dict[str, Any]]:
+    """Instructions (callgrind slope) and caller-thread latency of every run."""
+    from routerscope.testing import FakeProvider
+
+    valgrind = ensure_valgrind()
+    pys = {OURS: sys.executable, **{name: str(peer_python(name)) for name in PEERS}}
+    runs = _runs(levers)
+    warm, n1, n2 = 20, 30, (80 if quick else 130)
+    lat_warm, lat_n, rounds = 30, (150 if quick else 300), (2 if quick else 3)
+    results: dict[str, dict[str, Any]] = {r.key: {"latency": []} for r in runs}
+    with FakeProvider() as prov, _NonLLM() as plain:
+        urls = {"requests": prov.base_url, "openai": prov.base_url, "nonllm": plain}
+        t0 = time.perf_counter()
+        for _ in range(rounds):  # wall clock first, alone, interleaved over every process
+            for r in runs:
+                res = _child(r, pys, urls, lat_warm, lat_n // 2, lat_n, None)
+                results[r.key]["latency"].append(res["median_us"])
+        print(f"[peers] latency rounds: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        t0 = time.perf_counter()
+        # instruction counts do not depend on load: two at a time
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = {r.key: pool.submit(_child, r, pys, urls, warm, n1, n2, valgrind)
+                       for r in runs}
+            for key, fut in futures.items():
+                res = fut.result()
+                results[key].update(res)
+                print(f"[peers] {key}: {res['per_call'] / 1e6:.3f} M instructions/call "
+                      f"(first block {res['first_block_per_call'] / 1e6:.3f}), "
+                      f"{res['spans_per_call']} spans/call, {res['genai_per_call']} GenAI, "
+                      f"{res['histograms']}", file=sys.stderr)
+        print(f"[peers] callgrind: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return results
+
+
+def _added(results: dict[str, dict[str, Any]], who: str, venv_: str, path: str
+           ) -> tuple[float, float, float, dict[str, Any]]:
+    """(M instructions added/call, x bare, us latency added, what it recorded)."""
+    mine, bare = results[f"{who}@{venv_}/{path}"], results[f"bare@{venv_}/{path}"]
+    added = (mine["per_call"] - bare["per_call"]) / 1e6
+    lat = statistics.median(m - b for m, b in zip(mine["latency"], bare["latency"], strict=True))
+    return added, mine["per_call"] / bare["per_call"], lat, mine
+
+
+def _what(rec: dict[str, Any], path: str) -> str:
+    if path == "nonllm":
+        return f"{rec['spans_per_call']:g} span/call"
+    if rec["genai_per_call"] < 0.99:
+        return f"records no GenAI span; {rec['spans_per_call']:g} span/call"
+    other = rec["spans_per_call"] - rec["genai_per_call"]
+    gen = [h.removeprefix("gen_ai.client.") for h in rec["histograms"]
+           if h.startswith("gen_ai.client.")]
+    return ("GenAI span" + (f" + {other:g} HTTP span" if other >= 0.99 else "")
+            + (f", {', '.join(gen)} histograms" if gen else ", no GenAI histograms received"))
+
+
+def rows(results: dict[str, dict[str, Any]]) -> list[Row]:
+    out: list[Row] = []
+    for path, desc in PATHS.items():
+        ours, ours_x, ours_lat, ours_rec = _added(results, OURS, OURS, path)
+        a_label = f"{LABELS[(OURS, path)]} ({_what(ours_rec, path)}; {ours_x:.2f}x bare)"
+        for peer in PEERS_ON[path]:
+            theirs, their_x, their_lat, rec = _added(results, peer, peer, path)
+            if path == "openai" and rec["genai_per_call"] < 0.99:
+                raise RuntimeError(f"{peer} recorded no GenAI span on the {path} path: "
+                                   "its instrumentation did not load")
+            b_label = f"{LABELS[(peer, path)]} ({_what(rec, path)}; {their_x:.2f}x bare)"
+            less = path != "nonllm" and ours_rec["genai_per_call"] < rec["genai_per_call"]
+
+            def verdict(a: float, b: float, *, less: bool = less) -> str:
+                if less:
+                    return "not comparable: routerscope records no GenAI span on this path"
+                return "holds" if a < b else "does not hold"
+
+            name = "instructions added per " + desc + (
+                " (recognising a non-LLM call)" if path == "nonllm" else "")
+            out.append(Row("peers", name, a_label, ours, b_label, theirs, "M instructions/call",
+                           theirs / ours if ours > 0 else float("inf"),
+                           claim=f"below {peer}", verdict=verdict(ours, theirs)))
+            out.append(Row("peers", "latency added on the calling thread per " + desc
+                           + " (median; shared 2-core box, noisy)",
+                           LABELS[(OURS, path)], ours_lat, LABELS[(peer, path)], their_lat,
+                           "us/call", their_lat / ours_lat if ours_lat > 0 else float("inf"),
+                           claim=f"below {peer}", verdict=verdict(ours_lat, their_lat)))
+    return out
 
 
 def run(quick: bool = False) -> list[Row]:
-    from routerscope.testing import FakeProvider, OTLPReceiver
+    return rows(measure(quick=quick))
 
-    counting = shutil.which("valgrind") is not None
-    n = 100 if counting else (200 if quick else 400)
-    unit = "M instructions/call" if counting else "us CPU/call"
-    scale = 1e-6 if counting else 1e6
-    pys = {name: str(_venv(name)) for name in PEERS}
-    modes = {"bare": sys.executable, "routerscope": sys.executable,
-             "routerscope-requests-only": sys.executable,
-             "routerscope-no-histograms": sys.executable, **{p: pys[p] for p in PEERS},
-             **{f"bare-{p}": pys[p] for p in PEERS}}
-    per_call: dict[str, float] = {}
-    with OTLPReceiver() as rx, FakeProvider() as prov:
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "ROUTERSCOPE_"))}
-        base.update({"OTEL_EXPORTER_OTLP_ENDPOINT": rx.url,
-                     # no periodic export or sampling mid-run: only the calls differ
-                     "OTEL_METRIC_EXPORT_INTERVAL": "600000", "ROUTERSCOPE_MEMORY_MONITOR": "0",
-                     "ROUTERSCOPE_HARDWARE_EVENT": "0"})
-        for mode, py in modes.items():
-            env = dict(base)
-            if py == sys.executable:
-                env["PYTHONPATH"] = ROOT
-            else:
-                env.pop("PYTHONPATH", None)
-            child_mode = "bare" if mode.startswith("bare-") else mode
-            t0 = time.perf_counter()
-            full = _run(py, child_mode, prov.base_url, n, env, counting)
-            empty = _run(py, child_mode, prov.base_url, 0, env, counting)
-            per_call[mode] = (full - empty) / n * scale
-            print(f"[peers] {mode}: {per_call[mode]:.3f} {unit} "
-                  f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
-    ours = per_call["routerscope"] - per_call["bare"]
-    rows = []
-    for peer in PEERS:
-        theirs = per_call[peer] - per_call[f"bare-{peer}"]
-        rows.append(Row("peers", f"added per plain-requests LLM call vs {peer}"
-                                 + ("" if counting else " (CPU time: valgrind absent)"),
-                        "import routerscope.auto", ours, peer, theirs, unit,
-                        theirs / max(ours, 1e-9), claim=f"below {peer}",
-                        verdict="holds" if ours < theirs else "does not hold"))
-    req_only = per_call["routerscope-requests-only"] - per_call["bare"]
-    no_hist = per_call["routerscope-no-histograms"] - per_call["bare"]
-    rows.append(Row("peers", "where ours goes: requests instrumentation alone (as the peers) "
-                             "vs our full path", "requests instrumentation only", req_only,
-                    "full: GenAI span + 4 histogram records", ours, unit, ours / max(req_only, 1e-9)))
-    rows.append(Row("peers", "where ours goes: GenAI span without / with its 4 histogram records "
-                             "(GenAI duration, input and output tokens, HTTP duration)",
-                    "GenAI span, no histograms", no_hist, "with histograms", ours, unit,
-                    ours / max(no_hist, 1e-9)))
-    return rows
+
+def levers() -> None:
+    """The lever experiments (monkeypatched in the child only): instructions saved per call."""
+    res = measure(quick=False, levers=True)
+    for path, names in (("requests", LEVERS), ("nonllm", NONLLM_LEVERS)):
+        full = res[f"{OURS}@{OURS}/{path}"]["per_call"]
+        bare = res[f"bare@{OURS}/{path}"]["per_call"]
+        print(f"{path}: routerscope adds {(full - bare) / 1e6:.3f} M instructions/call")
+        for lever in names:
+            got = res[f"{OURS}@{OURS}/{path}+{lever}"]["per_call"]
+            print(f"  {lever}: saves {(full - got) / 1e6:.3f} M/call "
+                  f"({(full - got) / (full - bare):.0%} of what routerscope adds)")
+
+
+def _self_costs(dump: str) -> dict[str, int]:
+    """Exclusive instructions per C function in one callgrind dump."""
+    ann = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", dump],
+                         capture_output=True, text=True, check=True, timeout=300)
+    costs: dict[str, int] = {}
+    for line in ann.stdout.splitlines():
+        parts = line.split(None, 2)
+        if len(parts) == 3 and parts[0].replace(",", "").isdigit() and parts[1].startswith("("):
+            fn = parts[2].split(" [")[0].rsplit(":", 1)[-1]
+            costs[fn] = costs.get(fn, 0) + int(parts[0].replace(",", ""))
+    return costs
+
+
+def profile(top: int = 25) -> str:
+    """Where routerscope's instructions go on the plain-requests path.
+
+    Two views of the second block (100 calls after 50): callgrind's exclusive
+    instructions per C function, routerscope minus bare (the interpreter's own
+    frames cancel out), and cProfile's inclusive time per Python function in the
+    same child without valgrind (which Python code those instructions run).
+    """
+    import pstats
+
+    from routerscope.testing import FakeProvider
+
+    valgrind = ensure_valgrind()
+    pys = {OURS: sys.executable}
+    calls = 100
+    with FakeProvider() as prov, _NonLLM() as plain:
+        urls = {"requests": prov.base_url, "openai": prov.base_url, "nonllm": plain}
+        selfs, totals = {}, {}
+        for who in ("bare", OURS):
+            tmp = tempfile.mkdtemp(prefix="bench-prof-")
+            res = _child(Run(who, OURS, "requests"), pys, urls, 20, 30, 30 + calls, valgrind, tmp)
+            selfs[who] = _self_costs(res["dumps"][-1])
+            totals[who] = res["per_call"]
+            shutil.rmtree(tmp, ignore_errors=True)
+        tmp = tempfile.mkdtemp(prefix="bench-prof-")
+        os.environ["BENCH_CPROFILE"] = f"{tmp}/prof"
+        try:
+            _child(Run(OURS, OURS, "requests"), pys, urls, 20, 30, 30 + calls, None)
+        finally:
+            del os.environ["BENCH_CPROFILE"]
+        stats = pstats.Stats(f"{tmp}/prof")
+    added = totals[OURS] - totals["bare"]
+    lines = [f"routerscope adds {added / 1e6:.3f} M instructions per plain-requests LLM call "
+             f"({totals[OURS] / 1e6:.3f} M vs {totals['bare'] / 1e6:.3f} M bare; "
+             f"callgrind, every thread, {calls} calls after 50)", "",
+             "C functions by exclusive instructions added per call (routerscope - bare):"]
+    delta = {fn: (selfs[OURS].get(fn, 0) - selfs["bare"].get(fn, 0)) / calls
+             for fn in set(selfs[OURS]) | set(selfs["bare"])}
+    for fn, d in sorted(delta.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {d / 1e3:9.1f} k  {d / added:6.1%}  {fn}")
+    lines += ["", "routerscope and OpenTelemetry Python functions by inclusive time (cProfile, "
+              "same calls, no valgrind; share of the whole call loop, HTTP round trip included):"]
+    raw: Any = stats.stats  # type: ignore[attr-defined]
+    whole = max(ct for (_, _, _, ct, _) in raw.values())
+    rows_ = sorted(((ct, nc, f"{fn.split('site-packages/')[-1].split('/wt/bench/')[-1]}:{line}:{name}")
+                    for (fn, line, name), (_, nc, _, ct, _) in raw.items()
+                    if "routerscope" in fn or "opentelemetry" in fn), reverse=True)
+    for ct, nc, where in rows_[:top]:
+        lines.append(f"  {ct / whole:6.1%}  {nc // calls:3d}/call  {where}")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(ROOT, "benchmarks", "results", "peers-profile.txt"), "w") as f:
+        f.write(text)
+    return text
 
 
 if __name__ == "__main__":
-    for r in run(quick=True):
-        print(r)
+    if "--profile" in sys.argv:
+        print(profile())
+    elif "--levers" in sys.argv:
+        levers()
+    else:
+        for r in run(quick="--quick" in sys.argv):
+            print(r)
