@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import ROOT, Row
+from benchmarks._common import ROOT, Row, compile_checkout
 
 LOOP = """
 import json, os, sys, time
@@ -98,6 +98,7 @@ def run(quick: bool = False) -> list[Row]:
     from benchmarks.bench_peers import peer_python
     from routerscope.testing import FakeProvider, OTLPReceiver
 
+    compile_checkout()
     rounds = 5 if quick else 15
     plain_py = str(peer_python("otel"))
     otel_cli = str(Path(plain_py).parent / "opentelemetry-instrument")
