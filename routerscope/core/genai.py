@@ -351,7 +351,7 @@ class LLMCall:
 
         Metric records go to the deferred recorder (a deque append, from the
         caller's thread and context); the span gets its end attributes in one
-        call; the per-call event is debug level (warning on failure).
+        call; the per-call event is debug level (warning on failure, except ``stream_closed``).
         """
         if self._ended:
             return

@@ -132,8 +132,21 @@ async def cancelled_while_awaiting() -> Any:
     return "not cancelled"
 
 
+def secret_query() -> Any:
+    import requests
+
+    from routerscope.instrumentation import wait_instrumented
+
+    assert wait_instrumented(10)  # the requests instrumentation gives the GET its HTTP span
+    q = "subscription-key=SECRETAPIM1&code=SECRETFN2&X-Amz-Signature=SECRETSIG3&api-version=1"
+    a = requests.post(f"{BASE}/chat/completions?{q}", json=REQ, timeout=10).status_code
+    b = requests.get(f"{BASE}/models?access-token=SECRETDASH4", timeout=10).status_code
+    return f"{a},{b}"
+
+
 CASES = [httpx_mock_sync, httpx_mock_async, openai_mock, openai_break_early, get_list_completions,
-         sse_data_null, aiohttp_dup_headers, anthropic_retry, cancelled_while_awaiting]
+         sse_data_null, aiohttp_dup_headers, anthropic_retry, cancelled_while_awaiting,
+         secret_query]
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from routerscope.core import signals
-from routerscope.testing import FakeProvider, Fault, LoopbackServer, OTLPReceiver
+from routerscope.testing import FakeProvider, Fault, LoopbackServer, OTLPReceiver, attrs_of
 
 from .conftest import Seen, env_for, run
 
@@ -151,3 +151,14 @@ def test_cancelled_task_ends_its_stream_as_cancelled(edges: Any) -> None:
     seen, _, _, results = edges
     assert results["cancelled_while_awaiting"] == "cancelled"
     assert _one(seen, "cancelled_while_awaiting").get(signals.ERROR_TYPE) == "CancelledError"
+
+
+def test_secret_query_values_never_exported(edges: Any) -> None:
+    """Secret query values (Azure APIM/Functions, AWS presigned, access-token) leave no span."""
+    seen, _, _, results = edges
+    assert results["secret_query"] == "200,200"
+    a = _one(seen, "secret_query")
+    assert "subscription-key=REDACTED&code=REDACTED&X-Amz-Signature=REDACTED&api-version=1" in \
+        a[signals.URL_FULL]
+    assert len(seen.children("secret_query")) == 2, "the GenAI span and the GET's HTTP span"
+    assert "SECRET" not in repr([attrs_of(s.attributes) for s in seen.spans])
