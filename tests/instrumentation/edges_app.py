@@ -144,9 +144,20 @@ def secret_query() -> Any:
     return f"{a},{b}"
 
 
+def requests_raw_read() -> Any:
+    import json
+
+    import requests
+
+    r = requests.post(f"{BASE}/chat/completions", json=REQ, stream=True, timeout=10)
+    data = r.raw.read()  # past requests, as shutil.copyfileobj(r.raw, f) reads
+    r.close()
+    return json.loads(data)["usage"]["completion_tokens"]
+
+
 CASES = [httpx_mock_sync, httpx_mock_async, openai_mock, openai_break_early, get_list_completions,
          sse_data_null, aiohttp_dup_headers, anthropic_retry, cancelled_while_awaiting,
-         secret_query]
+         secret_query, requests_raw_read]
 
 
 def main() -> None:

@@ -162,3 +162,11 @@ def test_secret_query_values_never_exported(edges: Any) -> None:
         a[signals.URL_FULL]
     assert len(seen.children("secret_query")) == 2, "the GenAI span and the GET's HTTP span"
     assert "SECRET" not in repr([attrs_of(s.attributes) for s in seen.spans])
+
+
+def test_requests_raw_read_is_a_whole_body(edges: Any) -> None:
+    """A `stream=True` body read with resp.raw.read() ends the call with its usage, no error."""
+    seen, _, _, results = edges
+    a = _one(seen, "requests_raw_read")
+    assert signals.ERROR_TYPE not in a, a
+    assert str(a[signals.GEN_AI_USAGE_OUTPUT_TOKENS]) == results["requests_raw_read"]
