@@ -264,6 +264,11 @@ class Tracked:
 
     def _end(self, error: str | None, exc: BaseException | None = None) -> None:
         self._done = True
+        if self._task is not None:  # a long-lived task does not collect one callback per call
+            task = self._task()
+            self._task = None
+            if task is not None and not task.done():
+                task.remove_done_callback(self._task_done)
         attrs = {signals.HTTP_RESPONSE_STATUS_CODE: self._status} if self._status is not None else None
         # no response or an error status: an attempt an SDK may retry (it marks its own span if
         # the call finally fails); an error after a 2xx head ends the call

@@ -21,7 +21,7 @@ BODY: dict[str, Any] = {
     "choices": [{"index": 0, "finish_reason": "stop",
                  "message": {"role": "assistant", "content": "hi"}}],
     "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}}
-REQ: dict[str, Any] = {"model": "mock", "messages": [{"role": "user", "content": "x"}]}
+REQ: dict[str, Any] = {"model": "mock", "messages": [{"role": "user", "content": "x"}], "max_tokens": 4}
 STREAM: dict[str, Any] = {**REQ, "model": "streamed", "max_tokens": 8, "stream": True,
                           "stream_options": {"include_usage": True}}
 tracer = trace.get_tracer("edges_app")
@@ -155,9 +155,21 @@ def requests_raw_read() -> Any:
     return json.loads(data)["usage"]["completion_tokens"]
 
 
+async def long_lived_task() -> Any:
+    import httpx
+
+    task = asyncio.current_task()
+    assert task is not None
+    before = len(task._callbacks)  # asyncio's own list (no public accessor)
+    async with httpx.AsyncClient() as c:
+        for _ in range(5):
+            (await c.post(f"{BASE}/chat/completions", json=REQ)).raise_for_status()
+    return len(task._callbacks) - before
+
+
 CASES = [httpx_mock_sync, httpx_mock_async, openai_mock, openai_break_early, get_list_completions,
          sse_data_null, aiohttp_dup_headers, anthropic_retry, cancelled_while_awaiting,
-         secret_query, requests_raw_read]
+         secret_query, requests_raw_read, long_lived_task]
 
 
 def main() -> None:

@@ -170,3 +170,10 @@ def test_requests_raw_read_is_a_whole_body(edges: Any) -> None:
     a = _one(seen, "requests_raw_read")
     assert signals.ERROR_TYPE not in a, a
     assert str(a[signals.GEN_AI_USAGE_OUTPUT_TOKENS]) == results["requests_raw_read"]
+
+
+def test_long_lived_task_keeps_no_callback_per_call(edges: Any) -> None:
+    """An asyncio task that makes many calls holds no done-callback for any call that ended."""
+    seen, _, _, results = edges
+    assert results["long_lived_task"] == "0"
+    assert len(seen.genai("long_lived_task")) == 5
