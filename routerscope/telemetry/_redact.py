@@ -31,8 +31,8 @@ REDACTED: Final = "REDACTED"
 # provider keys by their well-known prefixes (Groq, Hugging Face, Google, xAI, Perplexity,
 # Replicate, GitHub, AWS access key ids); ``sk-`` keys have their own pattern
 _KEY_PREFIXES: Final = r"(?:gsk|hf|xai|pplx|r8|gh[pousr]|github_pat)[_-]|AIza|A[KS]IA"
-_KEYS: Final = (r"\b(?:(?:gsk|hf|xai|pplx|r8|gh[pousr]|github_pat)[_-][A-Za-z0-9_\-]{16,}"
-                r"|AIza[0-9A-Za-z_\-]{30,}|A[KS]IA[0-9A-Z]{16}\b)")
+_KEYS: Final = (r"\b(?:(?:gsk_|hf_|xai-|pplx-|r8_|gh[pousr]_)[A-Za-z0-9]{20,}|github_pat_\w{20,}"
+                r"|AIza[0-9A-Za-z_\-]{30,}|A[KS]IA[0-9A-Z]{16}\b)")  # not identifiers like hf_hub_...
 # query parameters whose value is a secret (OTel HTTP semconv: the value becomes REDACTED):
 # a name containing key/token/secret/password/credential, ending in sig/signature/auth, or
 # ``code`` (Azure Functions): api_key, subscription-key, X-Amz-Signature, AWSAccessKeyId...

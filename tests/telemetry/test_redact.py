@@ -87,4 +87,5 @@ def test_provider_keys_by_prefix_redacted_in_spans_and_logs() -> None:
         assert RedactingFilter().filter(rec)
         assert key not in rec.getMessage(), key
     assert all(dict(s.attributes or {})["note"] == "key REDACTED" for s in mem.get_finished_spans())
+    assert redact("hf_hub_download_timeout_seconds=5") == "hf_hub_download_timeout_seconds=5"
     assert len(mem.get_finished_spans()) == len(PREFIXED_KEYS)
