@@ -42,6 +42,7 @@ __all__ = [
     "OPENAI",
     "PROVIDER_HOSTS",
     "SELF_HOSTED",
+    "STREAM_CLOSED",
     "LLMCall",
     "Recognised",
     "body_error",
@@ -85,6 +86,8 @@ OPENAI: Final = "openai"
 ANTHROPIC: Final = "anthropic"
 """The Anthropic Messages wire format (``/v1/messages``)."""
 SELF_HOSTED: Final = "self_hosted"
+STREAM_CLOSED: Final = "stream_closed"
+"""``error.type`` of a streamed response the reader closed before its end (logged at debug only)."""
 
 PROVIDER_HOSTS: Final = {
     "openrouter.ai": "openrouter",
@@ -146,10 +149,15 @@ _SUFFIXES: Final = (
 _TAILS: Final = ("completions", "embeddings", "responses", "messages")
 
 
-def recognise(path: str) -> Recognised | None:
-    """What LLM call a URL path is, or None (one ``endswith`` for most other requests)."""
+def recognise(path: str, method: str | None = None) -> Recognised | None:
+    """What LLM call a URL path is, or None (one ``endswith`` for most other requests).
+
+    With ``method``, only a ``POST`` is an LLM call (``GET /chat/completions`` lists stored ones).
+    """
     path = path.split("?", 1)[0].rstrip("/")
     if not path.endswith(_TAILS):
+        return None
+    if method is not None and method.upper() != "POST":
         return None
     for suffix, op, api in _SUFFIXES:
         if path.endswith(suffix):
@@ -333,12 +341,17 @@ class LLMCall:
             self.observe_body(event)
 
     def end(self, error_type: str | None = None, *, exception: BaseException | None = None,
-            span_attributes: dict[str, Any] | None = None) -> None:
+            span_attributes: dict[str, Any] | None = None, attempt_failed: bool = False) -> None:
         """Record the duration, tokens and stream timing and end the span; later calls do nothing.
+
+        ``attempt_failed``: the error is one HTTP attempt's (no response, or an error status),
+        which an SDK may retry within its own span; such a span is not marked failed here
+        (the SDK marks it if the call finally fails, so a retry that succeeds leaves no
+        ``error.type``). A span of our own is always marked.
 
         Metric records go to the deferred recorder (a deque append, from the
         caller's thread and context); the span gets its end attributes in one
-        call; the per-call event is debug level (warning on failure).
+        call; the per-call event is debug level (warning on failure, except ``stream_closed``).
         """
         if self._ended:
             return
@@ -364,7 +377,7 @@ class LLMCall:
                 if signals.TOKEN_OUTPUT in self.usage:
                     end_attrs[signals.GEN_AI_USAGE_OUTPUT_TOKENS] = self.usage[signals.TOKEN_OUTPUT]
                 span.set_attributes(end_attrs)
-                if error_type:
+                if error_type and (self._own or not attempt_failed):
                     otel.fail_span(span, error_type, exception)
             otel.record_later(signals.GEN_AI_CLIENT_OPERATION_DURATION, duration, attrs, span=span)
             for token_type, count in self.usage.items():
@@ -387,7 +400,9 @@ class LLMCall:
                     "input_tokens": self.usage.get(signals.TOKEN_INPUT),
                     "output_tokens": self.usage.get(signals.TOKEN_OUTPUT),
                 }
-                if error_type:
+                if error_type == STREAM_CLOSED:  # the reader stopped early: normal use
+                    _log.debug(signals.EVENT_LLM_ERROR, **fields, **{"error.type": error_type})
+                elif error_type:
                     _log.warning(signals.EVENT_LLM_ERROR, **fields, **{"error.type": error_type})
                 else:
                     _log.debug(signals.EVENT_LLM_CALL, **fields)

@@ -51,6 +51,7 @@ def _forget(key: int, tracked: Tracked) -> None:
 def patch(mod: ModuleType) -> None:
     """Patch the aiohttp client (``mod`` is the ``aiohttp`` package)."""
     from aiohttp import client_reqrep, connector, streams
+    from multidict import CIMultiDict
 
     with _lock:
         if getattr(mod, _MARK, False):
@@ -83,7 +84,8 @@ def patch(mod: ModuleType) -> None:
                 tracked = None
             if tracked is None:
                 return await orig_request(self, method, str_or_url, **kwargs)
-            headers = dict(kwargs.get("headers") or {})
+            # a multidict copy: repeated headers go out as the app gave them, trace context added
+            headers = CIMultiDict(kwargs.get("headers") or {})
             try:
                 with tracked.scope(headers):
                     kwargs["headers"] = headers
@@ -92,6 +94,7 @@ def patch(mod: ModuleType) -> None:
                 tracked.fail(exc)
                 raise
             tracked.response(resp.status, resp.headers.get("Content-Type"))
+            tracked.bind_task()
             _watch(resp, tracked)
             return resp
 

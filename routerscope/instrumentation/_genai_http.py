@@ -24,10 +24,12 @@ span is enriched (attributes, metrics) instead of a second one started.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import time
+import weakref
 from collections.abc import Iterator, MutableMapping
 from typing import Any, Final
 
@@ -36,6 +38,7 @@ from opentelemetry import trace
 
 from routerscope.core import otel, signals
 from routerscope.core.genai import (
+    STREAM_CLOSED,
     LLMCall,
     Recognised,
     error_type_of,
@@ -44,7 +47,7 @@ from routerscope.core.genai import (
     recognise,
     recording,
 )
-from routerscope.core.sse import SSEDecoder, json_data
+from routerscope.core.sse import DONE, SSEDecoder, json_data
 
 __all__ = ["MAX_BODY_PARSE", "Tracked", "is_suppressed", "set_capture_content", "start"]
 
@@ -102,7 +105,7 @@ class Tracked:
     """One LLM call seen at the HTTP layer, from request to the end of its body."""
 
     __slots__ = ("_body", "_buf", "_done", "_error", "_http", "_sse", "_start", "_status",
-                 "call", "recognised")
+                 "_task", "call", "recognised")
 
     def __init__(self, call: LLMCall, recognised: Recognised, http_attrs: dict[str, Any]) -> None:
         self.call = call
@@ -115,6 +118,28 @@ class Tracked:
         self._error: str | None = None
         self._done = False
         self._body: Any = None
+        self._task: weakref.ref[asyncio.Task[Any]] | None = None
+
+    def bind_task(self) -> None:
+        """Remember the asyncio task reading the body: cancelled, its close is ``CancelledError``."""
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no running loop: a sync caller
+            return
+        if task is not None:
+            self._task = weakref.ref(task)
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """The task ended cancelled with the body still open: the call ends now, ``CancelledError``."""
+        if task.cancelled() and not self._done and self._error is None:
+            self._end(asyncio.CancelledError.__qualname__, asyncio.CancelledError())
+
+    def _cancelled(self) -> bool:
+        task = self._task() if self._task is not None else None
+        if task is None:
+            return False
+        return bool(task.cancelling()) or (task.done() and task.cancelled())
 
     @contextlib.contextmanager
     def scope(self, headers: MutableMapping[str, str] | None = None) -> Iterator[None]:
@@ -169,12 +194,14 @@ class Tracked:
             otel.swallowed("genai.feed")
 
     def _event(self, event: Any) -> None:
+        if event.data.strip() == DONE:
+            self._done_stream()
+            return
         try:
             data = json_data(event)
         except ValueError:
             return  # a non-JSON event is the application's business; usage is not in it
-        if data is None:  # [DONE]
-            self._done_stream()
+        if data is None:  # JSON null: nothing in it, and not the end of the stream
             return
         self.call.observe_chunk(data)
         if self._error is None:
@@ -204,7 +231,10 @@ class Tracked:
         self._end(self._error or error_type_of(self._status, self._body))
 
     def close(self) -> None:
-        """The body was closed: before its end (and its last event) that is ``stream_closed``."""
+        """The body was closed: before its end (and its last event) that is ``stream_closed``.
+
+        Closed because the task reading it was cancelled, it is ``CancelledError``.
+        """
         if self._done:
             return
         if self._status is not None and self._buf is None and self._sse is None:
@@ -213,7 +243,10 @@ class Tracked:
         if self._status is not None and self._status >= 400:
             self._end(str(self._status))
             return
-        self._end(self._error or "stream_closed")
+        if self._error is None and self._task is not None and self._cancelled():
+            self._end(asyncio.CancelledError.__qualname__, asyncio.CancelledError())
+            return
+        self._end(self._error or STREAM_CLOSED)
 
     def fail(self, exc: BaseException) -> None:
         """The request or the body failed with ``exc`` (which the caller gets unchanged)."""
@@ -231,8 +264,16 @@ class Tracked:
 
     def _end(self, error: str | None, exc: BaseException | None = None) -> None:
         self._done = True
+        if self._task is not None:  # a long-lived task does not collect one callback per call
+            task = self._task()
+            self._task = None
+            if task is not None and not task.done():
+                task.remove_done_callback(self._task_done)
         attrs = {signals.HTTP_RESPONSE_STATUS_CODE: self._status} if self._status is not None else None
-        self.call.end(error, exception=exc, span_attributes=attrs)
+        # no response or an error status: an attempt an SDK may retry (it marks its own span if
+        # the call finally fails); an error after a 2xx head ends the call
+        attempt = self._status is None or self._status >= 400
+        self.call.end(error, exception=exc, span_attributes=attrs, attempt_failed=attempt)
 
     def _capture_output(self, body: dict[str, Any]) -> None:
         span = self.call.span
@@ -248,7 +289,7 @@ class Tracked:
 def start(method: str, url: str, host: str, port: int | None, scheme: str, path: str,
           body: Any) -> Tracked | None:
     """A :class:`Tracked` call for an LLM request, or None (not one, already recorded, or telemetry's own)."""
-    rec = recognise(path)
+    rec = recognise(path, method)
     if rec is None or is_recording() or is_suppressed():
         return None
     try:

@@ -47,6 +47,17 @@ def _start(request: Any) -> Tracked | None:
     return start(request.method, str(url), host, url.port, url.scheme, url.path, _body(request))
 
 
+def _already_read(response: Any, tracked: Tracked) -> bool:
+    """A response built with its body in memory (``content=``/``json=``, a ``MockTransport``)
+    is never iterated again: it is read now and the call ends."""
+    content = getattr(response, "_content", None)
+    if not isinstance(content, bytes):
+        return False
+    tracked.feed(content)
+    tracked.finish()
+    return True
+
+
 def patch_client(mod: ModuleType) -> None:
     """Patch ``mod.Client`` and ``mod.AsyncClient`` (``mod`` is httpx or httpx2)."""
     with _lock:
@@ -118,6 +129,8 @@ def patch_client(mod: ModuleType) -> None:
                 tracked.fail(exc)
                 raise
             tracked.response(response.status_code, response.headers.get("content-type"))
+            if _already_read(response, tracked):
+                return response
             response.stream = _Stream(response.stream, tracked)
             weakref.finalize(response, tracked.close)  # an abandoned response still ends the span
             return response
@@ -133,6 +146,9 @@ def patch_client(mod: ModuleType) -> None:
                 tracked.fail(exc)
                 raise
             tracked.response(response.status_code, response.headers.get("content-type"))
+            if _already_read(response, tracked):
+                return response
+            tracked.bind_task()
             response.stream = _AsyncStream(response.stream, tracked)
             weakref.finalize(response, tracked.close)
             return response

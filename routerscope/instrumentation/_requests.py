@@ -3,7 +3,7 @@
 * :func:`patch_genai` wraps ``requests.Session.send``: an LLM call gets its
   GenAI span (:mod:`routerscope.instrumentation._genai_http`, the HTTP
   attributes on it), with the body read as the application reads it (streamed
-  SSE through ``iter_lines``/``iter_content`` too). Other requests pass
+  SSE through ``iter_lines``/``iter_content`` too, or ``resp.raw.read()``). Other requests pass
   through after one string check.
 * The requests instrumentation (an HTTP span for every other request) is
   installed later, off the import path, or by ``opentelemetry-instrument``; it
@@ -98,7 +98,11 @@ def _observe(tracked: Tracked, resp: Any, stream: bool) -> None:
         tracked.finish()
         return
 
+    streaming = False  # iterating raw.stream, whose reads (non-chunked) are raw.read's
+
     def stream_(*args: Any, **kwargs: Any) -> Iterator[bytes]:
+        nonlocal streaming
+        streaming = True
         try:
             for chunk in original(*args, **kwargs):
                 tracked.feed(chunk)
@@ -111,7 +115,25 @@ def _observe(tracked: Tracked, resp: Any, stream: bool) -> None:
             raise
         tracked.finish()
 
+    original_read = raw.read
+
+    def read(amt: int | None = None, *args: Any, **kwargs: Any) -> bytes:
+        """``resp.raw.read()`` by the app (``shutil.copyfileobj``...): all of it, or up to EOF."""
+        try:
+            data = original_read(amt, *args, **kwargs)
+        except BaseException as exc:
+            if not streaming:
+                tracked.fail(exc)
+            raise
+        if not streaming:
+            if data:
+                tracked.feed(data)
+            if amt is None or not data:
+                tracked.finish()
+        return data  # type: ignore[no-any-return]
+
     raw.stream = stream_  # iter_content / iter_lines / .content all read through raw.stream
+    raw.read = read
     orig_close = resp.close
 
     def close() -> None:

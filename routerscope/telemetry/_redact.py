@@ -1,8 +1,10 @@
 """Secrets out of telemetry: API keys, bearer tokens, credentials in URLs.
 
-* :func:`redact` rewrites a string: ``sk-...``/``sk-or-...`` keys, ``Bearer``
-  tokens, ``user:password@`` in URLs and ``key=``/``token=``/``api_key=``
-  query values become ``REDACTED``.
+* :func:`redact` rewrites a string: ``sk-...``/``sk-or-...`` keys and other
+  providers' keys by prefix (``gsk_``, ``hf_``, ``AIza``, ``xai-``, ``AKIA``...),
+  ``Bearer`` tokens, ``user:password@`` in URLs and the values of secret query
+  parameters (``key=``, ``api_key=``, ``subscription-key=``, ``code=``,
+  ``X-Amz-Signature=``, ``password=``... see ``_SECRET_PARAM``) become ``REDACTED``.
 * :class:`RedactingSpanProcessor` wraps the exporting processor and hands it
   a redacted copy of any span whose attributes or events hold a secret.
 * :class:`RedactingFilter` does the same for log records (message, args and
@@ -26,15 +28,27 @@ __all__ = ["REDACTED", "RedactingFilter", "RedactingSpanProcessor", "has_secret"
 
 REDACTED: Final = "REDACTED"
 
+# provider keys by their well-known prefixes (Groq, Hugging Face, Google, xAI, Perplexity,
+# Replicate, GitHub, AWS access key ids); ``sk-`` keys have their own pattern
+_KEY_PREFIXES: Final = r"(?:gsk|hf|xai|pplx|r8|gh[pousr]|github_pat)[_-]|AIza|A[KS]IA"
+_KEYS: Final = (r"\b(?:(?:gsk_|hf_|xai-|pplx-|r8_|gh[pousr]_)[A-Za-z0-9]{20,}|github_pat_\w{20,}"
+                r"|AIza[0-9A-Za-z_\-]{30,}|A[KS]IA[0-9A-Z]{16}\b)")  # not identifiers like hf_hub_...
+# query parameters whose value is a secret (OTel HTTP semconv: the value becomes REDACTED):
+# a name containing key/token/secret/password/credential, ending in sig/signature/auth, or
+# ``code`` (Azure Functions): api_key, subscription-key, X-Amz-Signature, AWSAccessKeyId...
+_SECRET_PARAM: Final = (r"[?&;](?i:[\w.\-]*?(?:key|token|secret|passw|pwd|credential)[\w.\-]*"
+                        r"|[\w.\-]*?(?:sig|signature|auth|authorization)|code)=")
+
 _PATTERNS: Final = [
     (re.compile(r"\bsk-(?:or-|ant-|proj-)?[A-Za-z0-9_\-]{8,}"), REDACTED),
+    (re.compile(_KEYS), REDACTED),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"), r"\1 " + REDACTED),
     (re.compile(r"(?i)(://)[^/\s:@]+:[^/\s@]+@"), r"\1" + REDACTED + ":" + REDACTED + "@"),
-    (re.compile(r"(?i)([?&](?:api[_-]?key|key|token|access_token|sig|signature)=)[^&#\s]+"),
-     r"\1" + REDACTED),
+    (re.compile(rf"({_SECRET_PARAM})[^&#\s\"'<>]+"), r"\1" + REDACTED),
 ]
-_QUICK: Final = re.compile(r"sk-|(?i:bearer|basic)\s|://[^/\s]*@|[?&](?i:api[_-]?key|key|token|"
-                           r"access_token|sig|signature)=")
+# one search, a superset of the patterns (a secret query parameter's name holds one of these words)
+_QUICK: Final = re.compile(rf"sk-|{_KEY_PREFIXES}|(?i:bearer|basic)\s|://[^/\s]*@|[?&;][\w.\-]*?"
+                           r"(?i:key|token|secret|passw|pwd|credential|sig|auth|code)")
 
 
 def has_secret(text: str) -> bool:

@@ -60,3 +60,10 @@ def test_error_bodies() -> None:
     assert error_type_of(200, {"type": "error", "error": {"type": "overloaded_error"}}) == "overloaded_error"
     assert error_type_of(429, None) == "429"
     assert error_type_of(200, {"choices": []}) is None
+
+
+@pytest.mark.parametrize(("method", "want"), [("POST", True), ("post", True), ("GET", False),
+                                             ("DELETE", False), (None, True)])
+def test_recognise_only_post(method: str | None, want: bool) -> None:
+    """Only a POST to an LLM path is an LLM call (GET /chat/completions lists stored ones)."""
+    assert (recognise("/v1/chat/completions?limit=10", method) is not None) == want

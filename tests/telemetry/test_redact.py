@@ -44,3 +44,48 @@ def test_log_filter_redacts_message_args_and_extras() -> None:
     assert RedactingFilter().filter(rec)
     assert rec.getMessage() == "calling with REDACTED"
     assert "sk-" not in rec.__dict__["api"]
+
+
+SECRET_QUERIES = [
+    "subscription-key=S1", "code=S2", "X-Amz-Credential=S3", "X-Amz-Signature=S4",
+    "X-Amz-Security-Token=S5", "password=S6", "client_secret=S7", "auth=S8", "access-token=S9",
+    "sig=S10", "Signature=S11", "AWSAccessKeyId=S12", "X-Goog-Signature=S13", "key=S14",
+    "api_key=S15", "token=S16", "api-key=S17", "access_token=S18",
+]
+
+
+def test_secret_query_parameter_values_redacted() -> None:
+    """The values of secret query parameters become REDACTED; the names and other parameters stay."""
+    for q in SECRET_QUERIES:
+        name = q.split("=")[0]
+        url = f"https://h/v1/chat/completions?api-version=2024-10-21&{q}&limit=10"
+        assert redact(url) == (f"https://h/v1/chat/completions?api-version=2024-10-21&{name}=REDACTED"
+                               "&limit=10"), q
+        assert redact(f"https://h/x?{q}") == f"https://h/x?{name}=REDACTED", q
+    assert redact("https://h/x?model=m&limit=10&design=1") == "https://h/x?model=m&limit=10&design=1"
+
+
+PREFIXED_KEYS = [
+    "gsk_DDDDKEYFOUR0123456789abcdef", "hf_abcdefghijklmnopqrstuvwxyzABCD",
+    "AIzaSyA1234567890abcdefghijklmnopqrstu", "xai-abcdefghijklmnopqrstuvwx",
+    "sk-ant-api03-abcdefghijklmnop", "pplx-abcdefghijklmnopqrstuvwx", "r8_abcdefghijklmnopqrstuvwx",
+    "ghp_abcdefghijklmnopqrstuvwxyz0123", "github_pat_11ABCDEFG0123456789abcdef",
+    "AKIAIOSFODNN7EXAMPLE",
+]
+
+
+def test_provider_keys_by_prefix_redacted_in_spans_and_logs() -> None:
+    """Groq, Hugging Face, Google, xAI, Perplexity, Replicate, GitHub and AWS keys leave no trace."""
+    mem = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(RedactingSpanProcessor(SimpleSpanProcessor(mem)))
+    for key in PREFIXED_KEYS:
+        assert redact(f"using {key} now") == "using REDACTED now", key
+        with tp.get_tracer("t").start_as_current_span("s", attributes={"note": f"key {key}"}):
+            pass
+        rec = logging.LogRecord("x", logging.WARNING, "f", 1, "groq key %s", (key,), None)
+        assert RedactingFilter().filter(rec)
+        assert key not in rec.getMessage(), key
+    assert all(dict(s.attributes or {})["note"] == "key REDACTED" for s in mem.get_finished_spans())
+    assert redact("hf_hub_download_timeout_seconds=5") == "hf_hub_download_timeout_seconds=5"
+    assert len(mem.get_finished_spans()) == len(PREFIXED_KEYS)
