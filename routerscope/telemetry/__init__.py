@@ -25,9 +25,9 @@ __all__ = [
 _HOME: dict[str, str] = {
     "DEFAULT_ENDPOINT": "_settings",
     "Settings": "_settings",
-    "REDACTED": "_redact",
-    "has_secret": "_redact",
-    "redact": "_redact",
+    "REDACTED": "_secrets",
+    "has_secret": "_secrets",
+    "redact": "_secrets",
     "configure": "_setup",
     "force_flush": "_setup",
     "is_configured": "_setup",
@@ -35,7 +35,7 @@ _HOME: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
-    from routerscope.telemetry._redact import REDACTED, has_secret, redact
+    from routerscope.telemetry._secrets import REDACTED, has_secret, redact
     from routerscope.telemetry._settings import DEFAULT_ENDPOINT, Settings
     from routerscope.telemetry._setup import configure, force_flush, is_configured, shutdown
 

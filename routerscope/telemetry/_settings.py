@@ -181,8 +181,18 @@ def warn_bad(name: str, value: str, why: str, instead: object) -> None:
     if name in _warned:
         return
     _warned.add(name)
-    _logger.warning("routerscope: ignoring %s=%r (%s); using %s", name, value, why,
-                    shown(instead) if not isinstance(instead, str) else instead)
+    _logger.warning("routerscope: ignoring %s=%r (%s); using %s", name, _without_secrets(name, value),
+                    why, shown(instead) if not isinstance(instead, str) else instead)
+
+
+def _without_secrets(name: str, value: str) -> str:
+    """``value`` as a warning may show it: header values masked, keys and URL credentials redacted."""
+    from routerscope.telemetry._secrets import REDACTED, redact
+
+    if name.endswith("_HEADERS"):
+        value = ",".join(f"{item.partition('=')[0]}={REDACTED}" if "=" in item else item
+                         for item in value.split(","))
+    return redact(value)
 
 
 class DropSdkRepeats(logging.Filter):

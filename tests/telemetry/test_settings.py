@@ -186,3 +186,15 @@ def test_exporter_none_turns_that_signal_off(receiver: OTLPReceiver) -> None:
     assert receiver.metric_names()
     assert list(receiver.spans()) == []
 
+
+
+def test_warnings_never_show_a_secret(receiver: OTLPReceiver) -> None:
+    """A bad headers value or an endpoint with credentials is named in the warning, its secrets not."""
+    secret = "sk-or-v1-0123456789abcdef0123"
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://user:{secret}@127.0.0.1:notaport",
+           "OTEL_EXPORTER_OTLP_HEADERS": f"Authorization=Bearer {secret},x-api-key=plain0123,bad",
+           "ROUTERSCOPE_HARDWARE_EVENT": "0"}
+    rc, _, err, _ = _run_app(env)
+    assert rc == 3, err
+    assert "OTEL_EXPORTER_OTLP_HEADERS" in err and "OTEL_EXPORTER_OTLP_ENDPOINT" in err, err
+    assert secret not in err and "plain0123" not in err, err
