@@ -363,8 +363,15 @@ def shutdown(timeout_s: float | None = None) -> bool:
     # An exporter first built by the final collection would ask the already shut-down
     # MeterProvider for its self-metrics meter (the SDK then warns at every exit): build
     # them now, while the providers are alive. Their import happens at exit either way.
+    interrupted = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
     for e in st.lazy_exporters:
-        if not e._closed:
+        if interrupted and not e.built:
+            # Ctrl-C before the first export: building the exporter now imports modules,
+            # and on Python 3.11 any code compiled at exit makes the process exit 1 instead
+            # of dying by SIGINT (130), which shells and supervisors rely on. What it holds
+            # is dropped, as the interrupted app's own unfinished work is.
+            e._shutdown()
+        elif not e._closed:
             _run_bounded([e.prepare], timeout * 0.2)
     # metrics last so the other providers' final self-metrics can still be collected
     traces_logs = [p.shutdown for p in (st.tracer_provider, st.logger_provider)

@@ -266,3 +266,16 @@ def test_fork_does_not_wait_for_an_export_stuck_on_a_silent_collector() -> None:
             out, err = app.communicate("go\n", timeout=60)
     assert app.returncode == 0, err
     assert float(out.strip()) < 1.0, (out, "fork() waited for the stuck export")
+
+
+def test_ctrl_c_before_the_first_export_still_dies_by_sigint(receiver: OTLPReceiver,
+                                                            provider: FakeProvider) -> None:
+    """An app interrupted by SIGINT before anything was exported exits by SIGINT, as without us."""
+    import signal
+
+    code = "import routerscope.auto, os, signal\nos.kill(os.getpid(), signal.SIGINT)\n"
+    # the requests instrumentation loads on a thread whose imports Python 3.11 would let
+    # reset the interrupted status at exit (see the README); this checks our own exit path
+    out = run_python(code, _env(receiver, provider,
+                                OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="requests"))
+    assert out.returncode == -signal.SIGINT, out.stderr
