@@ -87,6 +87,22 @@ def _other_handlers(record: logging.LogRecord, mine: logging.Handler) -> bool:
     return any(h is not mine for h in logging.root.handlers)
 
 
+class _NotOurTraffic(logging.Filter):
+    """Drops urllib3's records about telemetry's own requests (the exporters' POSTs).
+
+    The SDK marks its export calls with the suppress-instrumentation context key;
+    an app logging urllib3 at DEBUG would otherwise see a line per export.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, get_value
+
+        return not get_value(_SUPPRESS_INSTRUMENTATION_KEY)
+
+
+_HTTP_LOGGERS: Final = ("urllib3.connectionpool", "urllib3.util.retry")
+
+
 class _ToHost(logging.Handler):
     """Hands a routerscope record to the application's handlers as if it had propagated.
 
@@ -290,6 +306,7 @@ def _restore_config_fns() -> None:
 
 
 _propagated = True
+_filtered: list[tuple[str, logging.Filter]] = []
 
 
 def install_logging(provider: LoggerProvider | None, *, level: int, fmt: str) -> None:
@@ -313,6 +330,10 @@ def install_logging(provider: LoggerProvider | None, *, level: int, fmt: str) ->
         console.addFilter(RedactingFilter())
     ours.addHandler(console)
     _installed.append((ours, console))
+    quiet = _NotOurTraffic()
+    for name in _HTTP_LOGGERS:
+        logging.getLogger(name).addFilter(quiet)
+        _filtered.append((name, quiet))
     if provider is None:
         return
     h = OTelLogHandler(provider)
@@ -331,6 +352,13 @@ def install_logging(provider: LoggerProvider | None, *, level: int, fmt: str) ->
             wrapt.register_post_import_hook(_hook_structlog, "structlog")
         except ImportError:  # without wrapt, only an app that imported structlog first is hooked
             otel.swallowed("logs.structlog_hook")
+
+
+def unfilter_http_loggers() -> None:
+    """Take the telemetry-traffic filters off urllib3's loggers (after the last export)."""
+    for name, f in _filtered:
+        logging.getLogger(name).removeFilter(f)
+    _filtered.clear()
 
 
 def uninstall_logging() -> None:

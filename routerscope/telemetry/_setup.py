@@ -379,4 +379,8 @@ def shutdown(timeout_s: float | None = None) -> bool:
     ok = _run_bounded(traces_logs, timeout * 0.6)
     otel.drain()
     rest = max(0.0, timeout - (time.monotonic() - t0))
-    return _run_bounded([p.shutdown for p in (st.meter_provider,) if p in st.owned], rest) and ok
+    ok = _run_bounded([p.shutdown for p in (st.meter_provider,) if p in st.owned], rest) and ok
+    from routerscope.telemetry._logging import unfilter_http_loggers
+
+    unfilter_http_loggers()  # after the last export, whose requests they keep out of the app's logs
+    return ok

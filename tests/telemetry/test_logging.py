@@ -189,3 +189,17 @@ def test_otel_handler_drops_a_record_it_cannot_redact() -> None:
     handler.handle(_record_with_failing_redaction())
     handler.handle(logging.LogRecord("app", logging.WARNING, "f", 1, "clean %s", ("x",), None))
     assert [r.log_record.body for r in mem.get_finished_logs()] == ["clean x"]
+
+
+def test_app_debug_logs_show_no_telemetry_traffic(receiver: OTLPReceiver) -> None:
+    """An app logging urllib3 at DEBUG sees its own requests, not the exporters' POSTs."""
+    code = ("import logging, requests, routerscope.auto\n"
+            "logging.basicConfig(level=logging.DEBUG)\n"
+            f"requests.get({receiver.url!r} + '/app-request')\n"
+            "from routerscope.telemetry import force_flush\n"
+            "force_flush(10)\n")
+    out = run_python(code, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, **QUIET})
+    assert out.returncode == 0, out.stderr
+    assert "/app-request" in out.stderr, out.stderr
+    assert "/v1/metrics" not in out.stderr and "/v1/traces" not in out.stderr, out.stderr
+    assert receiver.metric_names()
