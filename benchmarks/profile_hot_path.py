@@ -15,8 +15,11 @@ chat completion), ``openai`` (the ``openai`` SDK over httpx), ``stream`` (an
 ``openai`` SDK stream read to its end), ``get`` (a plain ``requests`` GET that is
 not an LLM call).
 
-``--annotate`` also prints ``callgrind_annotate --inclusive=yes`` of the ``N2``
-run minus the ``N1`` run per function (per call), and ``--pyprofile`` a
+Each run also counts the calling (main) thread alone (``--separate-threads``):
+what the instrumentation adds there is the latency the caller sees.
+
+``--annotate`` also prints ``callgrind_annotate --inclusive=yes`` of the calling
+thread, ``N2`` run minus ``N1`` run per function (per call), and ``--pyprofile`` a
 ``cProfile`` of the measured calls (Python functions by own time, per call).
 
 Usage::
@@ -28,6 +31,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import re
 import subprocess
@@ -113,8 +117,12 @@ def _env(otlp_url: str) -> dict[str, str]:
 
 
 def _callgrind(setup: str, workload: str, url: str, warm: int, n: int, env: dict[str, str],
-               out_file: str) -> int:
-    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
+               out_file: str) -> tuple[int, int]:
+    """(instructions of the whole process, of its main thread: the one making the calls)."""
+    for old in glob.glob(out_file + "*"):
+        os.unlink(old)
+    cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes",
+           f"--callgrind-out-file={out_file}",
            sys.executable, "-c", CHILD, setup, workload, url, str(warm), str(n), "-"]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     if res.returncode != 0:
@@ -122,7 +130,9 @@ def _callgrind(setup: str, workload: str, url: str, warm: int, n: int, env: dict
     m = re.search(r"Collected : (\d+)", res.stderr)
     if m is None:
         raise RuntimeError(f"{setup}/{workload}: no callgrind total in {res.stderr[-500:]}")
-    return int(m.group(1))
+    with open(out_file + "-01") as f:  # thread 1: the main thread
+        main = re.search(r"^(?:summary|totals): (\d+)", f.read(), re.M)
+    return int(m.group(1)), int(main.group(1)) if main else 0
 
 
 _ANN = re.compile(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(.*)$")
@@ -174,18 +184,22 @@ def main() -> None:
     from routerscope.testing import FakeProvider, OTLPReceiver
 
     per_call: dict[tuple[str, str], float] = {}
+    main_call: dict[tuple[str, str], float] = {}
     with OTLPReceiver() as rx, FakeProvider() as prov, tempfile.TemporaryDirectory() as tmp:
         env = _env(rx.url)
         for workload in args.workloads.split(","):
             for setup in args.setups.split(","):
                 f1, f2 = os.path.join(tmp, "n1.out"), os.path.join(tmp, "n2.out")
-                i1 = _callgrind(setup, workload, prov.base_url, args.warm, args.n1, env, f1)
-                i2 = _callgrind(setup, workload, prov.base_url, args.warm, args.n2, env, f2)
+                i1, m1 = _callgrind(setup, workload, prov.base_url, args.warm, args.n1, env, f1)
+                i2, m2 = _callgrind(setup, workload, prov.base_url, args.warm, args.n2, env, f2)
                 slope = (i2 - i1) / (args.n2 - args.n1)
+                main_slope = (m2 - m1) / (args.n2 - args.n1)
                 per_call[(setup, workload)] = slope
-                print(f"{setup:12s} {workload:9s} {slope / 1e6:7.3f} M instructions/call", flush=True)
-                if args.annotate:
-                    c1, c2 = _inclusive(f1), _inclusive(f2)
+                main_call[(setup, workload)] = main_slope
+                print(f"{setup:12s} {workload:9s} {slope / 1e6:7.3f} M instructions/call "
+                      f"({main_slope / 1e6:.3f} M on the calling thread)", flush=True)
+                if args.annotate:  # the calling thread's functions
+                    c1, c2 = _inclusive(f1 + "-01"), _inclusive(f2 + "-01")
                     diff = sorted(((c2.get(k, 0) - c1.get(k, 0)) / (args.n2 - args.n1), k)
                                   for k in c2)
                     print(f"  callgrind inclusive per call ({setup}/{workload}):")
@@ -200,8 +214,10 @@ def main() -> None:
             for setup in args.setups.split(","):
                 if setup != "bare" and (setup, workload) in per_call:
                     added = per_call[(setup, workload)] - bare
+                    added_main = main_call[(setup, workload)] - main_call[("bare", workload)]
                     print(f"added {setup:12s} {workload:9s} {added / 1e6:7.3f} M instructions/call "
-                          f"({per_call[(setup, workload)] / bare:.2f}x bare)")
+                          f"({per_call[(setup, workload)] / bare:.2f}x bare), "
+                          f"{added_main / 1e6:.3f} M on the calling thread")
 
 
 if __name__ == "__main__":
