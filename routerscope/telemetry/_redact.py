@@ -63,7 +63,9 @@ def _strings(attrs: Mapping[str, Any] | None, parts: list[str]) -> None:
     """Append the string values of ``attrs`` (and the strings inside list values) to ``parts``."""
     if not attrs:
         return
-    for v in attrs.values():
+    # the SDK's BoundedAttributes keeps a plain dict: its values() runs in C, the Mapping's in Python
+    inner = getattr(attrs, "_dict", None)
+    for v in (inner if isinstance(inner, dict) else attrs).values():
         if isinstance(v, str):
             parts.append(v)
         elif isinstance(v, tuple | list):
@@ -73,7 +75,7 @@ def _strings(attrs: Mapping[str, Any] | None, parts: list[str]) -> None:
 def _span_has_secret(span: ReadableSpan) -> bool:
     """One regex search over the span's name, status and every attribute and event string."""
     parts = [span.name]
-    _strings(span.attributes, parts)
+    _strings(getattr(span, "_attributes", None) or span.attributes, parts)  # no read-only proxy
     for e in span.events:
         parts.append(e.name)
         _strings(e.attributes, parts)
