@@ -42,8 +42,8 @@ not installed here and would not patch httpx2 anyway, so it adds nothing to the
 
 Where routerscope's cost goes on a plain-``requests`` LLM call (after):
 
-* calling thread 0.66 M, the same as the requests instrumentation alone records
-  its HTTP span and duration histogram: the GenAI span (start with ~10
+* calling thread 0.66 M, the same as plain OTel's requests instrumentation adds
+  there for its HTTP span and duration histogram: the GenAI span (start with ~10
   attributes, one ``set_attributes`` at the end), trace-context injection, two
   JSON parses (request and response body, UTF-8 text so no encoding detection),
   four deque appends for the metrics. Per ``--pyprofile`` the largest own costs
