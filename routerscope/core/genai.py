@@ -52,6 +52,8 @@ __all__ = [
     "provider_from_host",
     "recognise",
     "recording",
+    "start_recording",
+    "stop_recording",
 ]
 
 _RECORDING: contextvars.ContextVar[bool] = contextvars.ContextVar("routerscope_genai",
@@ -66,6 +68,15 @@ def recording() -> Iterator[None]:
         yield
     finally:
         _RECORDING.reset(token)
+
+
+def start_recording() -> contextvars.Token[bool]:
+    """:func:`recording` without the context manager (hot paths): pass the token to :func:`stop_recording`."""
+    return _RECORDING.set(True)
+
+
+def stop_recording(token: contextvars.Token[bool]) -> None:
+    _RECORDING.reset(token)
 
 
 def is_recording() -> bool:
@@ -115,8 +126,21 @@ is ``gcp.vertex_ai``; ``bedrock*.amazonaws.com`` (``bedrock-runtime.{region}``) 
 """
 
 
+_provider_cache: dict[str, str] = {}
+_PROVIDER_CACHE_MAX: Final = 1024
+
+
 def provider_from_host(host: str) -> str:
-    """``gen_ai.provider.name`` for a host (the rule is in the module docstring)."""
+    """``gen_ai.provider.name`` for a host (the rule is in the module docstring); remembered per host."""
+    name = _provider_cache.get(host)
+    if name is None:
+        name = _provider_of(host)
+        if len(_provider_cache) < _PROVIDER_CACHE_MAX:
+            _provider_cache[host] = name
+    return name
+
+
+def _provider_of(host: str) -> str:
     host = host.lower().rstrip(".")
     for suffix, name in PROVIDER_HOSTS.items():
         if host == suffix or host.endswith("." + suffix):

@@ -181,9 +181,11 @@ class _Deferred:
     Recording into the SDK costs tens of microseconds per call (attribute
     cleaning and hashing, aggregation look-up). On the router's hot path we
     only append ``(metric, value, attributes, span or context)`` to a deque; a
-    daemon thread applies them every :data:`DEFERRED_FLUSH_INTERVAL` seconds,
-    and :func:`drain` applies them at once (``routerscope.telemetry`` calls it
-    before every flush and at shutdown). The worker restarts after ``fork()``.
+    daemon thread applies them :data:`DEFERRED_FLUSH_INTERVAL` seconds after the
+    first record of a batch (it sleeps on an event while nothing is queued, so
+    an idle process pays nothing), and :func:`drain` applies them at once
+    (``routerscope.telemetry`` calls it before every flush and at shutdown).
+    The worker restarts after ``fork()``.
 
     Each record keeps the caller's trace context so the SDK's trace-based
     exemplar filter sees the span the value belongs to: either the span the
@@ -194,31 +196,37 @@ class _Deferred:
     def __init__(self) -> None:
         self.queue: deque[tuple[Metric, float, dict[str, Any], Any]] = deque()
         self.dropped = 0
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        self._thread: threading.Thread | None = None  # None again in a fork()ed child
+        self._wake = threading.Event()
         self._start_lock = threading.Lock()
         self._drain_lock = threading.Lock()
 
     def record(self, m: Metric, value: float, attrs: dict[str, Any], where: Any) -> None:
-        if len(self.queue) >= MAX_DEFERRED:
+        q = self.queue
+        if len(q) >= MAX_DEFERRED:
             self.dropped += 1
             return
-        self.queue.append((m, value, attrs, where))
-        if self._thread is None or self._pid != os.getpid():
-            self._start()
+        q.append((m, value, attrs, where))
+        # after the append: a worker that cleared the event since then drains this record
+        if not self._wake.is_set():
+            self._wake.set()
+            if self._thread is None:
+                self._start()
 
     def _start(self) -> None:
         with self._start_lock:
-            if self._thread is not None and self._pid == os.getpid():
+            if self._thread is not None:
                 return
-            self._pid = os.getpid()
             self._thread = threading.Thread(target=self._run, name="routerscope-metrics",
                                             daemon=True)
             self._thread.start()
 
     def _run(self) -> None:
-        stop = threading.Event()
-        while not stop.wait(DEFERRED_FLUSH_INTERVAL):
+        wake, pause = self._wake, threading.Event()
+        while True:
+            wake.wait()
+            pause.wait(DEFERRED_FLUSH_INTERVAL)  # let the batch fill
+            wake.clear()  # before the drain: a record appended after it sets the event again
             self.drain()
 
     def drain(self) -> None:
@@ -249,6 +257,7 @@ class _Deferred:
 
     def _after_fork(self) -> None:
         self._thread = None
+        self._wake = threading.Event()
         self._drain_lock = threading.Lock()
         self._start_lock = threading.Lock()
 

@@ -57,8 +57,11 @@ def activate(*, instrument_requests: bool = True) -> bool:
     _step("telemetry", configure, settings=settings)
     _step("start-up timing", record_startup_phase, signals.PHASE_IMPORT, at=imported_at)
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
-    os.environ.setdefault("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS",
-                          ".*authorization.*,.*api[-_]?key.*,.*token.*,cookie,set-cookie")
+    if any(k.startswith("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_") for k in os.environ):
+        # only where headers are captured: requests walks os.environ twice per call (proxies),
+        # so every variable set costs every request of the process
+        os.environ.setdefault("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS",
+                              ".*authorization.*,.*api[-_]?key.*,.*token.*,cookie,set-cookie")
     _instrument = _step("instrumentation", importlib.import_module,
                         "routerscope.instrumentation._requests")
     if _instrument is None:

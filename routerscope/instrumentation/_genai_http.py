@@ -25,12 +25,11 @@ span is enriched (attributes, metrics) instead of a second one started.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
 import weakref
-from collections.abc import Iterator, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any, Final
 
 from opentelemetry import context as otel_context
@@ -45,7 +44,8 @@ from routerscope.core.genai import (
     is_recording,
     provider_from_host,
     recognise,
-    recording,
+    start_recording,
+    stop_recording,
 )
 from routerscope.core.sse import DONE, SSEDecoder, json_data
 
@@ -77,7 +77,8 @@ def set_capture_content(on: bool) -> None:
 
 def is_suppressed() -> bool:
     """True inside telemetry's own work (the SDK's exporters): such traffic is not the app's."""
-    return bool(otel_context.get_value(_SUPPRESS_KEY) or otel_context.get_value(_SUPPRESS_KEY_PLAIN))
+    ctx = otel_context.get_current()  # one context read; the Context is a dict
+    return bool(ctx.get(_SUPPRESS_KEY) or ctx.get(_SUPPRESS_KEY_PLAIN))
 
 
 def _json(body: Any) -> dict[str, Any] | None:
@@ -85,7 +86,13 @@ def _json(body: Any) -> dict[str, Any] | None:
         if len(body) > MAX_BODY_PARSE:
             return None
         try:
-            data = json.loads(bytes(body) if isinstance(body, memoryview) else body)
+            if not isinstance(body, str):
+                try:  # UTF-8 text (nearly every body): json.loads skips its encoding detection
+                    body = bytes(body).decode("utf-8") if isinstance(body, memoryview) \
+                        else body.decode("utf-8")
+                except UnicodeDecodeError:
+                    body = bytes(body)  # UTF-16/32: json.loads detects the encoding
+            data = json.loads(body)
         except ValueError:
             return None
         return data if isinstance(data, dict) else None
@@ -101,10 +108,39 @@ def _sdk_span() -> Any:
     return None
 
 
+class _Scope:
+    """:meth:`Tracked.scope`: a plain context manager (no generator on the hot path)."""
+
+    __slots__ = ("_headers", "_recording", "_span", "_token")
+
+    def __init__(self, span: Any, headers: MutableMapping[str, str] | None) -> None:
+        self._span = span
+        self._headers = headers
+
+    def __enter__(self) -> None:
+        ctx = trace.set_span_in_context(self._span)
+        ctx = otel_context.set_value(_SUPPRESS_HTTP_KEY, True, ctx)
+        self._token = otel_context.attach(ctx)
+        self._recording = start_recording()
+        if self._headers is not None:
+            try:
+                from opentelemetry.propagate import inject  # after set-up: never at import
+
+                inject(self._headers)
+            except Exception:  # noqa: BLE001 - the call goes out without trace context
+                otel.swallowed("genai.inject")
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            stop_recording(self._recording)
+        finally:
+            otel_context.detach(self._token)
+
+
 class Tracked:
     """One LLM call seen at the HTTP layer, from request to the end of its body."""
 
-    __slots__ = ("_body", "_buf", "_done", "_error", "_http", "_sse", "_start", "_status",
+    __slots__ = ("_body", "_buf", "_buf_len", "_done", "_error", "_http", "_sse", "_start", "_status",
                  "_task", "call", "recognised")
 
     def __init__(self, call: LLMCall, recognised: Recognised, http_attrs: dict[str, Any]) -> None:
@@ -114,7 +150,8 @@ class Tracked:
         self._start = time.perf_counter()
         self._status: int | None = None
         self._sse: SSEDecoder | None = None
-        self._buf: bytearray | None = None
+        self._buf: list[bytes] | None = None  # the body's chunks, joined once at its end
+        self._buf_len = 0
         self._error: str | None = None
         self._done = False
         self._body: Any = None
@@ -141,24 +178,9 @@ class Tracked:
             return False
         return bool(task.cancelling()) or (task.done() and task.cancelled())
 
-    @contextlib.contextmanager
-    def scope(self, headers: MutableMapping[str, str] | None = None) -> Iterator[None]:
+    def scope(self, headers: MutableMapping[str, str] | None = None) -> _Scope:
         """Send inside this: the span is current, lower layers record nothing, trace context injected."""
-        ctx = trace.set_span_in_context(self.call.span)
-        ctx = otel_context.set_value(_SUPPRESS_HTTP_KEY, True, ctx)
-        token = otel_context.attach(ctx)
-        try:
-            with recording():
-                if headers is not None:
-                    try:
-                        from opentelemetry.propagate import inject  # after set-up: never at import
-
-                        inject(headers)
-                    except Exception:  # noqa: BLE001 - the call goes out without trace context
-                        otel.swallowed("genai.inject")
-                yield
-        finally:
-            otel_context.detach(token)
+        return _Scope(self.call.span, headers)
 
     def response(self, status: int, content_type: str | None) -> None:
         """The response head arrived: record the HTTP duration; choose how to read the body."""
@@ -173,7 +195,7 @@ class Tracked:
             if "text/event-stream" in (content_type or ""):
                 self._sse = SSEDecoder()
             else:
-                self._buf = bytearray()
+                self._buf = []
         except Exception:  # noqa: BLE001 - telemetry never breaks the call
             otel.swallowed("genai.response")
 
@@ -186,8 +208,9 @@ class Tracked:
                 for event in self._sse.feed(bytes(chunk)):
                     self._event(event)
             elif self._buf is not None:
-                if len(self._buf) + len(chunk) <= MAX_BODY_PARSE:
-                    self._buf += chunk
+                self._buf_len += len(chunk)
+                if self._buf_len <= MAX_BODY_PARSE:
+                    self._buf.append(bytes(chunk))  # no copy for bytes
                 else:
                     self._buf = None
         except Exception:  # noqa: BLE001
@@ -221,7 +244,7 @@ class Tracked:
                 for event in self._sse.close():
                     self._event(event)
             elif self._buf is not None:
-                self._body = _json(self._buf)
+                self._body = _json(b"".join(self._buf))  # one chunk: that object, no copy
                 self._buf = None
                 self.call.observe_body(self._body)
                 if _capture_content and isinstance(self._body, dict):
@@ -286,6 +309,17 @@ class Tracked:
         span.set_attribute(signals.GEN_AI_OUTPUT_MESSAGES, json.dumps(out)[:MAX_CONTENT_ATTR])
 
 
+_redact: Any = None
+
+
+def _load_redact() -> Any:
+    global _redact
+    from routerscope.telemetry import redact  # the telemetry layer: imported on the first call
+
+    _redact = redact
+    return redact
+
+
 def start(method: str, url: str, host: str, port: int | None, scheme: str, path: str,
           body: Any) -> Tracked | None:
     """A :class:`Tracked` call for an LLM request, or None (not one, already recorded, or telemetry's own)."""
@@ -293,8 +327,7 @@ def start(method: str, url: str, host: str, port: int | None, scheme: str, path:
     if rec is None or is_recording() or is_suppressed():
         return None
     try:
-        from routerscope.telemetry import redact
-
+        redact = _redact or _load_redact()
         data = _json(body)
         model = data.get("model") if data else None
         port = port or (443 if scheme == "https" else 80)

@@ -16,11 +16,11 @@ module serves both. Patched when each is imported:
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any
 
+from routerscope.core import otel
 from routerscope.core.pool import pool_stats, register_pool_observers
 from routerscope.instrumentation._genai_http import Tracked, is_suppressed, start
 
@@ -58,6 +58,14 @@ def _already_read(response: Any, tracked: Tracked) -> bool:
     return True
 
 
+def _abandoned(tracked: Tracked) -> None:
+    """A wrapped stream was garbage-collected: end its call if nothing else did (never raises)."""
+    try:
+        tracked.close()
+    except Exception:  # noqa: BLE001 - a finaliser must not raise
+        otel.swallowed("genai.abandoned")
+
+
 def patch_client(mod: ModuleType) -> None:
     """Patch ``mod.Client`` and ``mod.AsyncClient`` (``mod`` is httpx or httpx2)."""
     with _lock:
@@ -90,6 +98,9 @@ def patch_client(mod: ModuleType) -> None:
                 finally:
                     self._tracked.close()
 
+            def __del__(self) -> None:  # the response was abandoned unread: still end the span
+                _abandoned(self._tracked)
+
         class _AsyncStream(async_base):  # type: ignore[misc, valid-type]
             def __init__(self, inner: Any, tracked: Tracked) -> None:
                 self._inner = inner
@@ -115,6 +126,9 @@ def patch_client(mod: ModuleType) -> None:
                 finally:
                     self._tracked.close()
 
+            def __del__(self) -> None:
+                _abandoned(self._tracked)
+
         orig_sync = mod.Client._send_single_request
         orig_async = mod.AsyncClient._send_single_request
 
@@ -131,8 +145,7 @@ def patch_client(mod: ModuleType) -> None:
             tracked.response(response.status_code, response.headers.get("content-type"))
             if _already_read(response, tracked):
                 return response
-            response.stream = _Stream(response.stream, tracked)
-            weakref.finalize(response, tracked.close)  # an abandoned response still ends the span
+            response.stream = _Stream(response.stream, tracked)  # ends the span when collected
             return response
 
         async def _send_single_request_async(self: Any, request: Any) -> Any:
@@ -150,7 +163,6 @@ def patch_client(mod: ModuleType) -> None:
                 return response
             tracked.bind_task()
             response.stream = _AsyncStream(response.stream, tracked)
-            weakref.finalize(response, tracked.close)
             return response
 
         _send_single_request.__wrapped__ = orig_sync  # type: ignore[attr-defined]

@@ -56,6 +56,21 @@ def _note_first_request(url: str) -> None:
     record_startup_phase(signals.PHASE_FIRST_REQUEST)
 
 
+_parts_cache: dict[str, tuple[str, int | None, str, str]] = {}
+_PARTS_CACHE_MAX: Final = 512
+
+
+def _url_parts(url: str) -> tuple[str, int | None, str, str]:
+    """(host, port, scheme, path) of an LLM URL; a router calls a few URLs, so they are remembered."""
+    parts = _parts_cache.get(url)
+    if parts is None:
+        split = urlsplit(url)
+        parts = (split.hostname or "", split.port, split.scheme, split.path)
+        if len(_parts_cache) < _PARTS_CACHE_MAX:
+            _parts_cache[url] = parts
+    return parts
+
+
 def _send(self: Any, request: Any, **kwargs: Any) -> Any:
     if _INSIDE.get():  # called back by the instrumentation beneath: the original send
         return _base_send(self, request, **kwargs)
@@ -65,9 +80,8 @@ def _send(self: Any, request: Any, **kwargs: Any) -> Any:
     tracked = None
     if url.split("?", 1)[0].endswith(("completions", "embeddings", "responses", "messages",
                                       "completions/", "embeddings/", "responses/", "messages/")):
-        parts = urlsplit(url)
-        tracked = start(request.method or "POST", url, parts.hostname or "", parts.port,
-                        parts.scheme, parts.path, request.body)
+        host, port, scheme, path = _url_parts(url)
+        tracked = start(request.method or "POST", url, host, port, scheme, path, request.body)
     token = _INSIDE.set(True) if _next_send is not _base_send else None
     try:
         if tracked is None:

@@ -28,17 +28,30 @@ __all__ = ["REDACTED", "RedactingFilter", "RedactingSpanProcessor", "has_secret"
 from routerscope.telemetry._secrets import _QUICK, REDACTED, has_secret, redact, redact_value
 
 
-def _attrs_have_secret(attrs: Mapping[str, Any] | None) -> bool:
-    """One regex search over every string value (joined), not one per attribute."""
+def _strings(attrs: Mapping[str, Any] | None, parts: list[str]) -> None:
+    """Append the string values of ``attrs`` (and the strings inside list values) to ``parts``."""
     if not attrs:
-        return False
-    parts: list[str] = []
-    for v in attrs.values():
+        return
+    # the SDK's BoundedAttributes keeps a plain dict: its values() runs in C, the Mapping's in Python
+    inner = getattr(attrs, "_dict", None)
+    for v in (inner if isinstance(inner, dict) else attrs).values():
         if isinstance(v, str):
             parts.append(v)
         elif isinstance(v, tuple | list):
             parts.extend(x for x in v if isinstance(x, str))
-    return bool(parts) and _QUICK.search("\n".join(parts)) is not None
+
+
+def _span_has_secret(span: ReadableSpan) -> bool:
+    """One regex search over the span's name, status and every attribute and event string."""
+    parts = [span.name]
+    _strings(getattr(span, "_attributes", None) or span.attributes, parts)  # no read-only proxy
+    for e in span.events:
+        parts.append(e.name)
+        _strings(e.attributes, parts)
+    description = span.status.description
+    if description is not None:
+        parts.append(description)
+    return _QUICK.search("\n".join(parts)) is not None
 
 
 def _clean(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -55,12 +68,7 @@ class RedactingSpanProcessor(SpanProcessor):
         self.inner.on_start(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
-        dirty = (_attrs_have_secret(span.attributes)
-                 or any(_attrs_have_secret(e.attributes) or has_secret(e.name)
-                        for e in span.events)
-                 or (span.status.description is not None and has_secret(span.status.description))
-                 or has_secret(span.name))
-        if dirty:
+        if _span_has_secret(span):
             try:
                 span = _redacted_copy(span)
             except Exception:  # noqa: BLE001 - better to drop than to leak

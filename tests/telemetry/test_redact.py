@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Status, StatusCode
 
 from routerscope.telemetry._redact import RedactingFilter, RedactingSpanProcessor, redact
 
@@ -34,6 +36,29 @@ def test_span_processor_redacts_a_copy() -> None:
     assert dict(dirty.attributes or {})["url.full"] == "http://REDACTED:REDACTED@h/"
     assert "sk-" not in str(dict(dirty.events[0].attributes or {})["msg"])
     assert dict(clean.attributes or {})["a"] == "b"
+
+
+@pytest.mark.parametrize("where", ["list_attribute", "event_name", "event_list", "status", "name"])
+def test_span_processor_finds_a_secret_in_each_place(where: str) -> None:
+    """The one pre-check sees a secret wherever a span holds it alone: the exported copy is redacted."""
+    key = "sk-or-v1-0123456789abcdef"
+    mem = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(RedactingSpanProcessor(SimpleSpanProcessor(mem)))
+    name = f"call {key}" if where == "name" else "call"
+    with tp.get_tracer("t").start_as_current_span(name, attributes={"clean": "x"}) as s:
+        if where == "list_attribute":
+            s.set_attribute("gen_ai.response.finish_reasons", ["stop", key])
+        elif where == "event_name":
+            s.add_event(f"retry with {key}")
+        elif where == "event_list":
+            s.add_event("e", {"keys": ["a", key]})
+        elif where == "status":
+            s.set_status(Status(StatusCode.ERROR, f"bad key {key}"))
+    (span,) = mem.get_finished_spans()
+    text = repr((span.name, dict(span.attributes or {}), span.status.description,
+                 [(e.name, dict(e.attributes or {})) for e in span.events]))
+    assert key not in text and "REDACTED" in text
 
 
 def test_log_filter_redacts_message_args_and_extras() -> None:
