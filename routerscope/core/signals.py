@@ -306,7 +306,8 @@ TELEMETRY_DEFERRED_DROPPED: Final = Metric(
     "Metric records dropped because the deferred-recording queue was full.",
 )
 # The SDK's own self-observability (semconv "otel.sdk.*"), on when routerscope.telemetry
-# configures the SDK (it sets OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED=true by default).
+# configures the SDK (it builds the SDK's processors and exporters with
+# OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED=true unless the app set it).
 OTEL_SDK_SPAN_PROCESSED: Final = Metric(
     "otel.sdk.processor.span.processed", "{span}", "counter",
     "Spans processed by the batch processor; error.type=queue_full marks dropped ones.",

@@ -146,9 +146,12 @@ class _Lazy:
                     for lg in loggers:
                         lg.addFilter(quiet)
                     _quiet_export_loggers()
+                    from routerscope.telemetry._settings import sdk_self_metrics
+
                     try:
                         cls = getattr(importlib.import_module(self._module), self._cls)
-                        self._inner = cls(**kwargs)
+                        with sdk_self_metrics():  # the exporter's own metrics: sent, failed
+                            self._inner = cls(**kwargs)
                     finally:
                         for lg in loggers:
                             lg.removeFilter(quiet)

@@ -13,10 +13,12 @@ a bad value itself (where it would raise or print a traceback).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit
@@ -572,3 +574,28 @@ class Settings:
                                      DEFAULT_CAPTURE_CONTENT, e),
             sdk=None if disabled else SdkArgs.from_env(e),
         )
+
+
+_SDK_METRICS_VAR: Final = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
+_sdk_metrics_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def sdk_self_metrics() -> Iterator[None]:
+    """``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED=true`` while SDK parts are built, then restored.
+
+    The SDK reads the variable only when a processor or exporter is constructed.
+    Left set, it would make every tracer created later count per span, and every
+    request pay for one more variable (``requests`` walks the environment on each
+    call). An application that set the variable itself keeps its value.
+    """
+    with _sdk_metrics_lock:
+        owned = _SDK_METRICS_VAR not in os.environ
+        if owned:
+            os.environ[_SDK_METRICS_VAR] = "true"
+        try:
+            yield
+        finally:
+            if owned:
+                os.environ.pop(_SDK_METRICS_VAR, None)
+

@@ -23,7 +23,7 @@ from opentelemetry import metrics, trace
 
 from routerscope._version import __version__
 from routerscope.core import otel, signals
-from routerscope.telemetry._settings import SdkArgs, Settings, exporter_wanted
+from routerscope.telemetry._settings import SdkArgs, Settings, exporter_wanted, sdk_self_metrics
 
 __all__ = ["configure", "force_flush", "is_configured", "shutdown"]
 
@@ -118,10 +118,9 @@ def configure(*, settings: Settings | None = None, span_exporters: Sequence[Any]
             _logger.info("OTEL_SDK_DISABLED is set: telemetry stays a no-op")
             return False
         sdk = st.sdk or SdkArgs.from_env(os.environ)
-        os.environ.setdefault("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
         state = _State(st)
         try:
-            with _narrowed_env(sdk.env_overrides):
+            with _narrowed_env(sdk.env_overrides), sdk_self_metrics():
                 state.resource = _resource(st)
                 _configure_metrics(state, sdk, metric_readers, otlp and exporter_wanted("metrics"))
                 _configure_traces(state, sdk, span_exporters, otlp and exporter_wanted("traces"))

@@ -86,3 +86,20 @@ def test_opentelemetry_instrument_gets_the_same_buckets(receiver: OTLPReceiver,
     assert receiver.wait_for(lambda: bool(receiver.data_points(m.name)), 10)
     assert m.buckets is not None
     assert {tuple(p.explicit_bounds) for p in receiver.data_points(m.name)} == {tuple(m.buckets)}
+
+
+def test_sdk_self_metrics_on_without_leaving_the_variable_set(receiver: OTLPReceiver) -> None:
+    """The SDK's exporter and processor metrics arrive; the app's environment has no new variable."""
+    code = ("import os, routerscope.auto\n"
+            "from opentelemetry import trace\n"
+            "with trace.get_tracer('t').start_as_current_span('work'): pass\n"
+            "from routerscope.telemetry import force_flush\n"
+            "force_flush(10); force_flush(10)\n"  # the second collects the first export's counts
+            "print('OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED' in os.environ)\n")
+    out = run_python(code, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+                            "ROUTERSCOPE_MEMORY_MONITOR": "0", "ROUTERSCOPE_HARDWARE_EVENT": "0"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+    assert receiver.wait_for(lambda: {signals.OTEL_SDK_SPAN_PROCESSED.name,
+                                      signals.OTEL_SDK_SPAN_EXPORTED.name}
+                             <= receiver.metric_names(), 10), receiver.metric_names()
