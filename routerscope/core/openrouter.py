@@ -24,17 +24,17 @@ Message = Mapping[str, Any]
 
 
 def _retry_after(resp: requests.Response) -> float | None:
+    """Seconds the provider asks to wait (``Retry-After``: seconds or an HTTP date), or None."""
     value = resp.headers.get("Retry-After")
     if value is None:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        import email.utils
-        import time
+    from urllib3.exceptions import InvalidHeader
+    from urllib3.util.retry import Retry
 
-        parsed = email.utils.parsedate_tz(value)
-        return None if parsed is None else max(0.0, email.utils.mktime_tz(parsed) - time.time())
+    try:
+        return max(0.0, float(Retry().parse_retry_after(value)))
+    except InvalidHeader:
+        return None
 
 
 def _error_message(body: Any) -> tuple[int | None, str | None]:

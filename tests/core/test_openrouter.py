@@ -194,3 +194,19 @@ def test_bad_base_url_is_refused() -> None:
     """A base_url that is not http(s) fails at construction."""
     with pytest.raises(ValueError, match="base_url"):
         OpenRouterClient("ftp://example.invalid")
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    ("7", 7.0),
+    ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0),  # a date in the past: no wait
+    ("soon", None),
+])
+def test_retry_after_seconds_or_http_date(header: str, expected: float | None) -> None:
+    """Retry-After is read as urllib3 reads it: seconds or an HTTP date; garbage is no hint."""
+    import requests
+
+    from routerscope.core.openrouter import _retry_after
+
+    resp = requests.Response()
+    resp.headers["Retry-After"] = header
+    assert _retry_after(resp) == expected
