@@ -111,6 +111,9 @@ def _hook_libraries(settings: Any) -> None:
         _hooks.when_imported("httpcore2", _lazy("_httpx", "patch_core"))
     if settings.instrument_aiohttp:
         _hooks.when_imported("aiohttp", _lazy("_aiohttp", "patch"))
+    if settings.instrument_httpx or settings.instrument_httpx2:  # the SDKs' HTTP layers
+        _hooks.when_imported("openai", _lazy("_sdk", "patch"))
+        _hooks.when_imported("anthropic", _lazy("_sdk", "patch"))
 
 
 _stopping = False

@@ -25,11 +25,13 @@ span is enriched (attributes, metrics) instead of a second one started.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import json
 import logging
 import time
 import weakref
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from typing import Any, Final
 
 from opentelemetry import context as otel_context
@@ -49,7 +51,7 @@ from routerscope.core.genai import (
 )
 from routerscope.core.sse import DONE, SSEDecoder, json_data
 
-__all__ = ["MAX_BODY_PARSE", "Tracked", "is_suppressed", "set_capture_content", "start"]
+__all__ = ["MAX_BODY_PARSE", "Tracked", "is_suppressed", "sdk_call", "set_capture_content", "start"]
 
 _logger = logging.getLogger("routerscope.telemetry")
 MAX_BODY_PARSE: Final = 4 * 1024 * 1024
@@ -140,8 +142,8 @@ class _Scope:
 class Tracked:
     """One LLM call seen at the HTTP layer, from request to the end of its body."""
 
-    __slots__ = ("_body", "_buf", "_buf_len", "_done", "_error", "_http", "_sse", "_start", "_status",
-                 "_task", "call", "recognised")
+    __slots__ = ("_body", "_buf", "_buf_len", "_done", "_error", "_http", "_retries", "_sse", "_start",
+                 "_status", "_task", "call", "recognised")
 
     def __init__(self, call: LLMCall, recognised: Recognised, http_attrs: dict[str, Any]) -> None:
         self.call = call
@@ -156,6 +158,7 @@ class Tracked:
         self._done = False
         self._body: Any = None
         self._task: weakref.ref[asyncio.Task[Any]] | None = None
+        self._retries = _RETRIES.get()
 
     def bind_task(self) -> None:
         """Remember the asyncio task reading the body: cancelled, its close is ``CancelledError``."""
@@ -296,6 +299,9 @@ class Tracked:
         # no response or an error status: an attempt an SDK may retry (it marks its own span if
         # the call finally fails); an error after a 2xx head ends the call
         attempt = self._status is None or self._status >= 400
+        if attempt and error is not None and self._retries is not None:
+            self._retries.hold(self.call, error, exc, attrs)  # the SDK may try again
+            return
         self.call.end(error, exception=exc, span_attributes=attrs, attempt_failed=attempt)
 
     def _capture_output(self, body: dict[str, Any]) -> None:
@@ -320,6 +326,57 @@ def _load_redact() -> Any:
     return redact
 
 
+class _Retries:
+    """The attempts of one SDK call (its client's own retry loop) share one :class:`LLMCall`.
+
+    A failed attempt's call is held open instead of ended; the next attempt takes
+    it over, so the span and the GenAI duration cover the whole call, and the last
+    attempt decides its outcome. When the SDK gives up, :meth:`finish` ends the
+    held call with the last attempt's error. HTTP durations stay per attempt.
+    """
+
+    __slots__ = ("_attrs", "_call", "_error", "_exc")
+
+    def __init__(self) -> None:
+        self._call: LLMCall | None = None
+        self._error: str | None = None
+        self._exc: BaseException | None = None
+        self._attrs: dict[str, Any] | None = None
+
+    def hold(self, call: LLMCall, error: str, exc: BaseException | None,
+             attrs: dict[str, Any] | None) -> None:
+        self._call, self._error, self._exc, self._attrs = call, error, exc, attrs
+
+    def take(self) -> LLMCall | None:
+        call, self._call = self._call, None
+        return call
+
+    def finish(self) -> None:
+        call = self.take()
+        if call is not None:
+            call.end(self._error, exception=self._exc, span_attributes=self._attrs,
+                     attempt_failed=True)
+
+
+_RETRIES: contextvars.ContextVar[_Retries | None] = contextvars.ContextVar(
+    "routerscope_sdk_call", default=None)
+
+
+@contextlib.contextmanager
+def sdk_call() -> Iterator[None]:
+    """Around an SDK's ``request()``: its retried attempts are one LLM call (see :class:`_Retries`)."""
+    retries = _Retries()
+    token = _RETRIES.set(retries)
+    try:
+        yield
+    finally:
+        _RETRIES.reset(token)
+        try:
+            retries.finish()
+        except Exception:  # noqa: BLE001 - instrumentation never breaks the call
+            otel.swallowed("genai.retries")
+
+
 def start(method: str, url: str, host: str, port: int | None, scheme: str, path: str,
           body: Any) -> Tracked | None:
     """A :class:`Tracked` call for an LLM request, or None (not one, already recorded, or telemetry's own)."""
@@ -335,6 +392,10 @@ def start(method: str, url: str, host: str, port: int | None, scheme: str, path:
             signals.HTTP_REQUEST_METHOD: method, signals.SERVER_ADDRESS: host,
             signals.SERVER_PORT: port, signals.URL_SCHEME: scheme,
         }
+        retries = _RETRIES.get()
+        held = retries.take() if retries is not None else None
+        if held is not None:  # the SDK retries a failed attempt: the same call goes on
+            return Tracked(held, rec, http_attrs)
         start_attrs = {**http_attrs, signals.URL_FULL: redact(url)}
         if _capture_content and data:
             msgs = data.get("messages", data.get("prompt", data.get("input")))
