@@ -239,9 +239,11 @@ def _tokens(usage: Any, into: dict[str, int]) -> None:
         return
     inp = usage.get("prompt_tokens", usage.get("input_tokens"))
     out = usage.get("completion_tokens", usage.get("output_tokens"))
-    if isinstance(inp, int) and not isinstance(inp, bool):
+    # a count a provider got wrong (negative, not an integer) is no count: recorded, a
+    # negative value would make the SDK warn on the app's stderr at every call
+    if isinstance(inp, int) and not isinstance(inp, bool) and inp >= 0:
         into[signals.TOKEN_INPUT] = inp
-    if isinstance(out, int) and not isinstance(out, bool):
+    if isinstance(out, int) and not isinstance(out, bool) and out >= 0:
         into[signals.TOKEN_OUTPUT] = out
 
 

@@ -67,3 +67,15 @@ def test_error_bodies() -> None:
 def test_recognise_only_post(method: str | None, want: bool) -> None:
     """Only a POST to an LLM path is an LLM call (GET /chat/completions lists stored ones)."""
     assert (recognise("/v1/chat/completions?limit=10", method) is not None) == want
+
+
+def test_a_wrong_token_count_is_no_count() -> None:
+    """Negative or non-integer usage counts from a provider are dropped, valid ones kept."""
+    from routerscope.core.genai import LLMCall
+
+    call = LLMCall(operation="chat", model="m", provider="openai", server_address="h")
+    call.observe_body({"usage": {"prompt_tokens": -3, "completion_tokens": 5}})
+    assert call.usage == {signals.TOKEN_OUTPUT: 5}
+    call.observe_body({"usage": {"prompt_tokens": 2.5, "completion_tokens": True}})
+    assert call.usage == {signals.TOKEN_OUTPUT: 5}
+    call.end(None)
