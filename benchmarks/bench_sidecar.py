@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import ROOT, Row
+from routerscope.testing import read_trace_request
 
 SPANS_PER_REQUEST = 512
 
@@ -73,15 +74,7 @@ class _Sink(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self) -> None:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-            ExportTraceServiceRequest,
-        )
-
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.headers.get("Content-Encoding") == "gzip":
-            raw = gzip.decompress(raw)
-        req = ExportTraceServiceRequest()
-        req.ParseFromString(raw)
+        req, raw = read_trace_request(self)
         n = sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
         with self.server.lock:
             self.server.spans += n

@@ -10,7 +10,8 @@
 from __future__ import annotations
 
 from routerscope.testing._loopback import LoopbackServer
-from routerscope.testing._otlp_receiver import Answer, OTLPReceiver, attrs_of
+from routerscope.testing._otlp_receiver import Answer, OTLPReceiver, attrs_of, read_trace_request
 from routerscope.testing._provider import FakeProvider, Fault, SeenRequest
 
-__all__ = ["Answer", "FakeProvider", "Fault", "LoopbackServer", "OTLPReceiver", "SeenRequest", "attrs_of"]
+__all__ = ["Answer", "FakeProvider", "Fault", "LoopbackServer", "OTLPReceiver", "SeenRequest", "attrs_of",
+           "read_trace_request"]

@@ -21,7 +21,7 @@ from typing import Any
 from routerscope.otlp_json import SIGNALS, OTLPDecodeError, decode, response_class
 from routerscope.testing._loopback import LoopbackServer
 
-__all__ = ["Answer", "OTLPReceiver", "attrs_of"]
+__all__ = ["Answer", "OTLPReceiver", "attrs_of", "read_trace_request"]
 
 
 @dataclass
@@ -43,6 +43,21 @@ def attrs_of(kvs: Any) -> dict[str, Any]:
         elif kind is not None:
             out[kv.key] = getattr(v, kind)
     return out
+
+
+def read_trace_request(handler: BaseHTTPRequestHandler) -> tuple[Any, bytes]:
+    """Read an OTLP/HTTP trace request's body (gzip or not): (ExportTraceServiceRequest, raw bytes).
+
+    For the small scripted upstreams of tests and benchmarks that answer themselves.
+    """
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    raw = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+    if handler.headers.get("Content-Encoding") == "gzip":
+        raw = gzip.decompress(raw)
+    req = ExportTraceServiceRequest()
+    req.ParseFromString(raw)
+    return req, raw
 
 
 class _Handler(BaseHTTPRequestHandler):

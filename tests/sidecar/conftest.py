@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import contextlib
-import gzip
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from routerscope.testing import read_trace_request
 from tests.integration.conftest import sidecar_factory  # noqa: F401 - a fixture, re-exported
 
-__all__ = ["RejectingUpstream", "raw_http"]
+__all__ = ["RejectingUpstream", "peak_rss_while", "raw_http"]
+
+
+def peak_rss_while(proc: Any, work: Callable[[], object], clients: int = 8) -> int:
+    """Run ``work`` on ``clients`` threads at once; the highest RSS of ``proc`` seen meanwhile."""
+    threads = [threading.Thread(target=work) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    peak = int(proc.memory_info().rss)
+    while any(t.is_alive() for t in threads):
+        peak = max(peak, int(proc.memory_info().rss))
+        threads[0].join(0.01)
+    return peak
 
 
 def raw_http(port: int, data: bytes, *, shut: bool = False, timeout: float = 5.0) -> bytes:
@@ -40,15 +52,7 @@ class _Handler(BaseHTTPRequestHandler):
         return None  # the test reads what it needs from the upstream's attributes
 
     def do_POST(self) -> None:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-            ExportTraceServiceRequest,
-        )
-
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.headers.get("Content-Encoding") == "gzip":
-            raw = gzip.decompress(raw)
-        req = ExportTraceServiceRequest()
-        req.ParseFromString(raw)
+        req, _ = read_trace_request(self)
         names = [sp.name for rs in req.resource_spans for ss in rs.scope_spans for sp in ss.spans]
         up: RejectingUpstream = self.server.upstream
         with up.lock:

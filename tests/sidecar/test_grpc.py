@@ -8,6 +8,8 @@ import requests
 
 from tests.integration.conftest import free_port, span_request
 
+from .conftest import peak_rss_while
+
 pytestmark = pytest.mark.integration
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -82,7 +84,6 @@ def test_grpc_token_limits_and_status_codes(sidecar_factory, upstream) -> None: 
 
 def test_unauthenticated_grpc_messages_are_not_taken_into_memory(sidecar_factory) -> None:  # type: ignore[no-untyped-def]
     """8 calls of 30 MB each without the token: UNAUTHENTICATED, and the RSS barely moves."""
-    import threading
 
     import psutil
 
@@ -102,12 +103,6 @@ def test_unauthenticated_grpc_messages_are_not_taken_into_memory(sidecar_factory
             except grpc.RpcError as err:
                 codes.append(err.code())
 
-    threads = [threading.Thread(target=call) for _ in range(8)]
-    for t in threads:
-        t.start()
-    peak = rss0
-    while any(t.is_alive() for t in threads):
-        peak = max(peak, proc.memory_info().rss)
-        threads[0].join(0.02)
+    peak = peak_rss_while(proc, call)
     assert codes == [grpc.StatusCode.UNAUTHENTICATED] * 8
     assert peak < rss0 + 60 * 1024 * 1024

@@ -18,7 +18,7 @@ import requests
 from routerscope.testing import OTLPReceiver
 from tests.integration.conftest import span_request, wait_until
 
-from .conftest import raw_http
+from .conftest import peak_rss_while, raw_http
 
 pytestmark = pytest.mark.integration
 
@@ -216,13 +216,7 @@ def test_concurrent_gzip_bombs_keep_memory_bounded(sidecar_factory, upstream) ->
     def send() -> None:
         codes.append(sc.post("traces", bomb, **{"Content-Encoding": "gzip"}).status_code)
 
-    threads = [threading.Thread(target=send) for _ in range(8)]
-    for t in threads:
-        t.start()
-    peak = rss0
-    while any(t.is_alive() for t in threads):
-        peak = max(peak, proc.memory_info().rss)
-        threads[0].join(0.01)
+    peak = peak_rss_while(proc, send)
     assert len(codes) == 8 and set(codes) <= {413, 503} and 413 in codes
     assert peak < rss0 + 200 * 1024 * 1024
     assert sc.post("traces", span_request("after-bombs")).status_code == 200
