@@ -267,14 +267,39 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_deferred._after_fork)
 
 
+RecordSink = Callable[[Metric, float, dict[str, Any], Span | None], bool]
+_sink: RecordSink | None = None
+
+
+def set_record_sink(sink: RecordSink | None) -> None:
+    """Send :func:`record_later` records to ``sink`` first (None: the SDK, through the worker).
+
+    The telemetry layer installs its pre-aggregating histograms here when the
+    result is the SDK's by construction (``routerscope.telemetry._fast_metrics``).
+    ``sink(metric, value, attributes, span)`` returns False for a metric it does
+    not take; those, and any record it raises on, go the SDK way.
+    """
+    global _sink
+    _sink = sink
+
+
 def record_later(m: Metric, value: float, attrs: dict[str, Any], *,
                  span: Span | None = None) -> None:
-    """Record ``value`` on ``m`` from the worker thread (hot paths use this).
+    """Record ``value`` on ``m`` off the SDK's per-record path (hot paths use this).
 
-    The record keeps its trace context for exemplars: ``span`` when given (the
-    operation's own span, which may not be current), else the caller's current
-    context, captured here on the caller's thread.
+    With a record sink set (:func:`set_record_sink`) the value is aggregated
+    there, on the caller's thread, in a few microseconds. Otherwise it goes to
+    the worker thread that records it into the SDK. Either way the record keeps
+    its trace context for exemplars: ``span`` when given (the operation's own
+    span, which may not be current), else the caller's current context.
     """
+    sink = _sink
+    if sink is not None:
+        try:
+            if sink(m, value, attrs, span):
+                return
+        except Exception:  # noqa: BLE001 - the SDK way below still records it
+            swallowed("metrics.sink")
     _deferred.record(m, value, attrs, span if span is not None else get_current())
 
 

@@ -170,6 +170,15 @@ def _configure_metrics(state: _State, sdk: SdkArgs, readers: Sequence[Any], otlp
         else TraceBasedExemplarFilter())
     mp = MeterProvider(resource=state.resource, metric_readers=all_readers,
                        exemplar_filter=exemplar_filter, shutdown_on_exit=False)
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    from routerscope.telemetry._fast_metrics import attach
+
+    # the hot-path histograms: aggregated by routerscope, exported as this provider's points
+    fast = attach(mp, all_readers, sdk.exemplar_filter,
+                  InstrumentationScope(otel.SCOPE, __version__, None, None))
+    if fast is not None:
+        otel.set_record_sink(fast.record)
     metrics.set_meter_provider(mp)
     state.meter_provider = mp
     state.owned.append(mp)
@@ -379,6 +388,7 @@ def shutdown(timeout_s: float | None = None) -> bool:
     otel.drain()
     rest = max(0.0, timeout - (time.monotonic() - t0))
     ok = _run_bounded([p.shutdown for p in (st.meter_provider,) if p in st.owned], rest) and ok
+    otel.set_record_sink(None)  # after the final collection, which carried its histograms
     from routerscope.telemetry._logging import unfilter_http_loggers
 
     unfilter_http_loggers()  # after the last export, whose requests they keep out of the app's logs
