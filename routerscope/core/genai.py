@@ -255,7 +255,7 @@ class LLMCall:
     records the metrics and sets the attributes but leaves the span open.
     """
 
-    __slots__ = ("_attrs", "_chunks", "_ended", "_finish", "_first", "_last", "_own", "_span",
+    __slots__ = ("_attrs", "_chunks", "_ended", "_finish_reasons", "_first", "_last", "_own", "_span",
                  "_start", "response_id", "response_model", "usage")
 
     def __init__(
@@ -308,7 +308,7 @@ class LLMCall:
         self.response_model: str | None = None
         self.response_id: str | None = None
         self.usage: dict[str, int] = {}
-        self._finish: list[str] = []
+        self._finish_reasons: list[str] = []
         self._first = 0.0
         self._last = 0.0
         self._chunks = 0
@@ -334,7 +334,7 @@ class LLMCall:
         elif kind == "message_delta":  # Anthropic: the stop reason and the running usage
             delta = body.get("delta")
             if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
-                self._finish.append(delta["stop_reason"])
+                self._finish_reasons.append(delta["stop_reason"])
             _tokens(body.get("usage"), self.usage)
             return
         model = body.get("model")
@@ -345,12 +345,12 @@ class LLMCall:
             self.response_id = rid
         for choice in body.get("choices") or ():
             if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
-                self._finish.append(choice["finish_reason"])
+                self._finish_reasons.append(choice["finish_reason"])
         stop = body.get("stop_reason")  # Anthropic message
         if isinstance(stop, str):
-            self._finish.append(stop)
+            self._finish_reasons.append(stop)
         if body.get("object") == "response" and body.get("status") not in (None, "in_progress"):
-            self._finish.append(str(body["status"]))  # Responses API
+            self._finish_reasons.append(str(body["status"]))  # Responses API
         _tokens(body.get("usage"), self.usage)
 
     def observe_chunk(self, event: Any) -> None:
@@ -375,48 +375,34 @@ class LLMCall:
         (the SDK marks it if the call finally fails, so a retry that succeeds leaves no
         ``error.type``). A span of our own is always marked.
 
-        Metric records go to the deferred recorder (a deque append, from the
-        caller's thread and context); the span gets its end attributes in one
-        call; the per-call event is debug level (warning on failure, except ``stream_closed``).
+        The caller's thread takes the end time and the outcome and logs the per-call
+        event (debug; warning on failure, except ``stream_closed``). The rest (the
+        span's end attributes in one call, its status, the metric records and the
+        span's end at that end time) is done off the caller's thread
+        (:func:`routerscope.core.otel.later`) where routerscope's own TracerProvider
+        exports the span (:func:`routerscope.core.otel.spans_end_later`). An app's own
+        provider sees the span end before this returns; an SDK's own span, which its
+        SDK ends right after this returns, is enriched now.
         """
         if self._ended:
             return
         self._ended = True
         duration = time.perf_counter() - self._start
+        end_ns = time.time_ns()
         attrs = self._attrs
         if self.response_model:
             attrs[signals.GEN_AI_RESPONSE_MODEL] = self.response_model
         if error_type:
             attrs[signals.ERROR_TYPE] = error_type
-        span = self._span
-        try:
-            if span.is_recording():
-                end_attrs: dict[str, Any] = dict(span_attributes or {})
-                if self.response_model:
-                    end_attrs[signals.GEN_AI_RESPONSE_MODEL] = self.response_model
-                if self.response_id:
-                    end_attrs[signals.GEN_AI_RESPONSE_ID] = self.response_id
-                if self._finish:
-                    end_attrs[signals.GEN_AI_RESPONSE_FINISH_REASONS] = self._finish
-                if signals.TOKEN_INPUT in self.usage:
-                    end_attrs[signals.GEN_AI_USAGE_INPUT_TOKENS] = self.usage[signals.TOKEN_INPUT]
-                if signals.TOKEN_OUTPUT in self.usage:
-                    end_attrs[signals.GEN_AI_USAGE_OUTPUT_TOKENS] = self.usage[signals.TOKEN_OUTPUT]
-                span.set_attributes(end_attrs)
-                if error_type and (self._own or not attempt_failed):
-                    otel.fail_span(span, error_type, exception)
-            otel.record_later(signals.GEN_AI_CLIENT_OPERATION_DURATION, duration, attrs, span=span)
-            for token_type, count in self.usage.items():
-                otel.record_later(signals.GEN_AI_CLIENT_TOKEN_USAGE, count,
-                                  {**attrs, signals.GEN_AI_TOKEN_TYPE: token_type}, span=span)
-            if self._chunks:
-                otel.record_later(signals.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK,
-                                  self._first - self._start, attrs, span=span)
-                if self._chunks > 1:
-                    otel.record_later(signals.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK,
-                                      (self._last - self._first) / (self._chunks - 1), attrs,
-                                      span=span)
-            if error_type or _debug_on():
+        if self._own and otel.spans_end_later():
+            otel.later(self._complete, duration, end_ns, error_type, exception, span_attributes)
+        elif self._own:  # the app's TracerProvider: its processors see the span end on return
+            self._complete(duration, end_ns, error_type, exception, span_attributes, otel.record_later)
+        else:  # the SDK ends its span when this returns: its attributes now, the records later
+            self._enrich(error_type, exception, span_attributes, attempt_failed)
+            otel.later(self._record, duration)
+        if error_type or _debug_on():
+            try:
                 fields = {
                     "gen_ai.operation.name": attrs[signals.GEN_AI_OPERATION_NAME],
                     "gen_ai.provider.name": attrs[signals.GEN_AI_PROVIDER_NAME],
@@ -432,8 +418,60 @@ class LLMCall:
                     _log.warning(signals.EVENT_LLM_ERROR, **fields, **{"error.type": error_type})
                 else:
                     _log.debug(signals.EVENT_LLM_CALL, **fields)
+            except Exception:  # noqa: BLE001 - telemetry never breaks the call
+                otel.swallowed("genai.end.log")
+
+    def _complete(self, duration: float, end_ns: int, error_type: str | None,
+                  exception: BaseException | None, span_attributes: dict[str, Any] | None,
+                  record: Any = otel.record_now) -> None:
+        """Our own span: its end attributes and status, the metric records, its end at ``end_ns``."""
+        try:
+            self._enrich(error_type, exception, span_attributes, False)
+            self._record(duration, record)
+        finally:
+            self._span.end(end_time=end_ns)
+
+    def _enrich(self, error_type: str | None, exception: BaseException | None,
+                span_attributes: dict[str, Any] | None, attempt_failed: bool) -> None:
+        """The span's end attributes in one call, and its failure."""
+        span = self._span
+        try:
+            if not span.is_recording():
+                return
+            end_attrs: dict[str, Any] = dict(span_attributes or {})
+            if self.response_model:
+                end_attrs[signals.GEN_AI_RESPONSE_MODEL] = self.response_model
+            if self.response_id:
+                end_attrs[signals.GEN_AI_RESPONSE_ID] = self.response_id
+            if self._finish_reasons:
+                end_attrs[signals.GEN_AI_RESPONSE_FINISH_REASONS] = self._finish_reasons
+            if signals.TOKEN_INPUT in self.usage:
+                end_attrs[signals.GEN_AI_USAGE_INPUT_TOKENS] = self.usage[signals.TOKEN_INPUT]
+            if signals.TOKEN_OUTPUT in self.usage:
+                end_attrs[signals.GEN_AI_USAGE_OUTPUT_TOKENS] = self.usage[signals.TOKEN_OUTPUT]
+            span.set_attributes(end_attrs)
+            if error_type and (self._own or not attempt_failed):
+                otel.fail_span(span, error_type, exception)
         except Exception:  # noqa: BLE001 - telemetry never breaks the call
             otel.swallowed("genai.end")
-        finally:
-            if self._own:
-                span.end()
+
+    def _record(self, duration: float, record: Any = otel.record_now) -> None:
+        """Duration, tokens and stream timing, with the span for exemplars.
+
+        ``record``: :func:`routerscope.core.otel.record_now` on the worker,
+        :func:`routerscope.core.otel.record_later` on the caller's thread.
+        """
+        attrs, span = self._attrs, self._span
+        try:
+            record(signals.GEN_AI_CLIENT_OPERATION_DURATION, duration, attrs, span=span)
+            for token_type, count in self.usage.items():
+                record(signals.GEN_AI_CLIENT_TOKEN_USAGE, count,
+                       {**attrs, signals.GEN_AI_TOKEN_TYPE: token_type}, span=span)
+            if self._chunks:
+                record(signals.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK,
+                       self._first - self._start, attrs, span=span)
+                if self._chunks > 1:
+                    record(signals.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK,
+                           (self._last - self._first) / (self._chunks - 1), attrs, span=span)
+        except Exception:  # noqa: BLE001 - telemetry never breaks the call
+            otel.swallowed("genai.record")

@@ -240,6 +240,14 @@ class _Deferred:
                 except IndexError:
                     return
                 try:
+                    if m is None:  # later(fn, *args)
+                        value(*attrs)
+                        continue
+                    sink = _sink
+                    if sink is not None and sink(m, value, attrs,
+                                                 where if isinstance(where, Span) else None
+                                                 if where is None else trace.get_current_span(where)):
+                        continue
                     if isinstance(where, Span):  # one context per span: its records come together
                         if where is not last_span:
                             last_span, last_ctx = where, trace.set_span_in_context(where)
@@ -255,7 +263,11 @@ class _Deferred:
                     self.dropped += 1
                     swallowed("metrics.deferred")
 
+    def later(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+        self.record(None, fn, args, None)  # type: ignore[arg-type]  # (None, fn, args): a call
+
     def _after_fork(self) -> None:
+        self.queue = deque()  # the parent applies what it queued; the child would do it twice
         self._thread = None
         self._wake = threading.Event()
         self._drain_lock = threading.Lock()
@@ -272,7 +284,7 @@ _sink: RecordSink | None = None
 
 
 def set_record_sink(sink: RecordSink | None) -> None:
-    """Send :func:`record_later` records to ``sink`` first (None: the SDK, through the worker).
+    """Send deferred records to ``sink`` first (None: the SDK).
 
     The telemetry layer installs its pre-aggregating histograms here when the
     result is the SDK's by construction (``routerscope.telemetry._fast_metrics``).
@@ -285,14 +297,31 @@ def set_record_sink(sink: RecordSink | None) -> None:
 
 def record_later(m: Metric, value: float, attrs: dict[str, Any], *,
                  span: Span | None = None) -> None:
-    """Record ``value`` on ``m`` off the SDK's per-record path (hot paths use this).
+    """Record ``value`` on ``m`` from the worker thread (hot paths use this).
 
-    With a record sink set (:func:`set_record_sink`) the value is aggregated
-    there, on the caller's thread, in a few microseconds. Otherwise it goes to
-    the worker thread that records it into the SDK. Either way the record keeps
-    its trace context for exemplars: ``span`` when given (the operation's own
-    span, which may not be current), else the caller's current context.
+    The worker hands it to the record sink (:func:`set_record_sink`) if one takes
+    it, else to the SDK. The record keeps its trace context for exemplars:
+    ``span`` when given (the operation's own span, which may not be current),
+    else the caller's current context, captured here on the caller's thread.
     """
+    _deferred.record(m, value, attrs, span if span is not None else get_current())
+
+
+_end_later = False
+
+
+def set_spans_end_later(on: bool) -> None:
+    """Whether LLM call spans end on the worker (routerscope's own TracerProvider, which drains first)."""
+    global _end_later
+    _end_later = on
+
+
+def spans_end_later() -> bool:
+    return _end_later
+
+
+def record_now(m: Metric, value: float, attrs: dict[str, Any], span: Span) -> None:
+    """Record ``value`` on ``m`` now, with ``span`` for exemplars (work that is already deferred)."""
     sink = _sink
     if sink is not None:
         try:
@@ -300,7 +329,20 @@ def record_later(m: Metric, value: float, attrs: dict[str, Any], *,
                 return
         except Exception:  # noqa: BLE001 - the SDK way below still records it
             swallowed("metrics.sink")
-    _deferred.record(m, value, attrs, span if span is not None else get_current())
+    inst = instrument(m)
+    if m.kind in ("counter", "updowncounter"):
+        inst.add(value, attrs, context=trace.set_span_in_context(span))
+    else:
+        inst.record(value, attrs, context=trace.set_span_in_context(span))
+
+
+def later(fn: Callable[..., None], *args: Any) -> None:
+    """Call ``fn(*args)`` off the caller's thread, in order with the deferred records.
+
+    The work runs on the worker within :data:`DEFERRED_FLUSH_INTERVAL` seconds, or at
+    :func:`drain` (every flush and shutdown). An exception in it is swallowed and counted.
+    """
+    _deferred.later(fn, args)
 
 
 def drain() -> None:

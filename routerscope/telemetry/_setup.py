@@ -260,6 +260,7 @@ def _configure_traces(state: _State, sdk: SdkArgs, exporters: Sequence[Any], otl
     trace.set_tracer_provider(tp)
     state.tracer_provider = tp
     state.owned.append(tp)
+    otel.set_spans_end_later(True)  # batch processors only; force_flush and shutdown drain first
 
 
 def _configure_logs(state: _State, sdk: SdkArgs, exporters: Sequence[Any], otlp: bool) -> None:
@@ -358,6 +359,7 @@ def shutdown(timeout_s: float | None = None) -> bool:
     timeout = min(timeout, MAX_SHUTDOWN_TIMEOUT)
     t0 = time.monotonic()
     atexit.unregister(shutdown)
+    otel.set_spans_end_later(False)  # a call ending from now on ends its span before it returns
     otel.drain()
     uninstall_logging()
     try:

@@ -279,3 +279,34 @@ def test_ctrl_c_before_the_first_export_still_dies_by_sigint(receiver: OTLPRecei
     out = run_python(code, _env(receiver, provider,
                                 OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="requests"))
     assert out.returncode == -signal.SIGINT, out.stderr
+
+
+DEFERRED_END = (
+    "import os, sys, time, requests, routerscope.auto\n"
+    "import routerscope.core.otel as o\n"
+    "from routerscope.telemetry import force_flush\n"
+    "o.DEFERRED_FLUSH_INTERVAL = 60  # the worker waits: what the call queued stays queued\n"
+    "requests.post(sys.argv[1] + '/chat/completions', json={'model': 'm1'})\n"
+    "returned = time.time_ns()\n"
+    "print(returned)\n"
+    "if sys.argv[2] == 'fork':\n"
+    "    pid = os.fork()\n"
+    "    if pid == 0:\n"
+    "        force_flush(); os._exit(0)\n"
+    "    os.waitpid(pid, 0)\n"
+    "force_flush()\n"
+)
+
+
+@pytest.mark.parametrize("fork", ["no", "fork"])
+def test_llm_span_ends_off_thread_at_the_calls_end(receiver: OTLPReceiver, provider: FakeProvider,
+                                                   fork: str) -> None:
+    """The span ended on the worker carries the call's end time; a fork()ed child never re-ends it."""
+    code = DEFERRED_END
+    out = run_python(f"import sys; sys.argv[1:] = [{provider.base_url!r}, {fork!r}]\n" + code,
+                     _env(receiver, provider))
+    assert out.returncode == 0, out.stderr
+    returned = int(out.stdout.split()[0])
+    chat = [s for _, s in receiver.spans() if s.name == "chat m1"]
+    assert len(chat) == 1, [s.name for _, s in receiver.spans()]
+    assert chat[0].start_time_unix_nano < chat[0].end_time_unix_nano <= returned
