@@ -76,7 +76,7 @@ class _Agg:
         self.sum: float = 0
         self.min: float = math.inf
         self.max: float = -math.inf
-        self.ex: dict[int, list[Any]] | None = None  # bucket -> [value, time, attrs, span id, trace id]
+        self.ex: dict[int, tuple[Any, ...]] | None = None  # bucket -> (value, time, attrs, span id, trace id)
         self.cum: list[Any] | None = None  # cumulative: [counts, sum, min, max]
 
 
@@ -191,31 +191,35 @@ class FastHistograms:
 
     def record(self, m: Metric, value: float, attrs: dict[str, Any], span: Span | None) -> bool:
         """Aggregate one value; False if this sink does not take ``m`` (not a histogram with buckets)."""
-        if m.kind != "histogram" or m.buckets is None:
-            return False
-        streams = self._streams.get(m.name) or self._streams_of(m)
+        streams = self._streams.get(m.name)
+        if streams is None:
+            if m.kind != "histogram" or m.buckets is None:
+                return False
+            streams = self._streams_of(m)
         if not (0 <= value < math.inf):  # the SDK drops negative, NaN and infinite values too
             return True
         now = time_ns()
-        exemplar: list[Any] | None = None
+        exemplar: tuple[Any, ...] | None = None
         flt = self._filter
         if flt is not ALWAYS_OFF:
             if span is None:
                 span = trace.get_current_span()
-            ctx = span.get_span_context() if span is not INVALID_SPAN else None
-            if flt is ALWAYS_ON or (ctx is not None and ctx.trace_flags.sampled):
-                exemplar = [value, now, attrs,
-                            ctx.span_id if ctx is not None else None,
-                            ctx.trace_id if ctx is not None else None]
-        try:  # the value types in the key: True, 1 and 1.0 are different sets, as in the SDK
-            key = (tuple(attrs.items()), tuple(map(type, attrs.values())))
-            hash(key)
-        except TypeError:  # an unhashable value (a list): the SDK way
-            return False
+            if span is INVALID_SPAN:  # no span: ids None (the SDK's bucket keeps earlier ones)
+                if flt is ALWAYS_ON:
+                    exemplar = (value, now, attrs, None, None)
+            else:
+                ctx = span.get_span_context()
+                if flt is ALWAYS_ON or ctx.trace_flags & 1:  # sampled
+                    exemplar = (value, now, attrs, ctx.span_id, ctx.trace_id)
+        # the value types are in the key: True, 1 and 1.0 are different sets, as in the SDK
+        key = (tuple(attrs.items()), tuple(map(type, attrs.values())))
         idx = bisect_left(streams[0].bounds, value)
         for st in streams:
             with st.lock:
-                agg = st.aggs.get(key)
+                try:
+                    agg = st.aggs.get(key)
+                except TypeError:  # an unhashable value (a list): the SDK way
+                    return False
                 if agg is None:
                     agg = st.new(key, attrs, now)
                 counts = agg.counts
@@ -230,13 +234,12 @@ class FastHistograms:
                 if exemplar is not None:
                     ex = agg.ex
                     if ex is None:
-                        agg.ex = {idx: list(exemplar)}
+                        agg.ex = {idx: exemplar}
+                    elif exemplar[3] is None and idx in ex:
+                        old = ex[idx]
+                        ex[idx] = (value, now, attrs, old[3], old[4])
                     else:
-                        old = ex.get(idx)
-                        if old is not None and exemplar[3] is None:  # no span: the ids stay (as the SDK's)
-                            ex[idx] = [value, now, attrs, old[3], old[4]]
-                        else:
-                            ex[idx] = list(exemplar)
+                        ex[idx] = exemplar
         return True
 
     def collect(self, reader_index: int, now: int | None = None) -> list[tuple[Metric, list[Any]]]:
