@@ -80,6 +80,10 @@ class FastOTLPSpanExporter(OTLPSpanExporter):
         """Whether exports encode with the fast encoder (False: the SDK's own export)."""
         return self._fast
 
+    def shutdown(self) -> None:
+        """The SDK exporter's shutdown (typed here)."""
+        super().shutdown()  # type: ignore[no-untyped-call]
+
     def _encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         try:
             return encode_spans_bytes(spans)
