@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -112,6 +112,29 @@ def test_every_span_field_encodes_as_the_sdk_does() -> None:
     ]
     assert spans[0].dropped_attributes == 2 and spans[0].dropped_events == 1
     _same(spans)
+
+
+class _PlainMapping(Mapping[str, Any]):
+    """A read-only mapping with no copy(): walked through items() as the SDK walks it."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def test_span_attributes_in_any_mapping_encode_as_the_sdk_does() -> None:
+    """Attributes in a dict, in BoundedAttributes, and in a mapping without copy()."""
+    values: dict[str, Any] = {"a": "x", "b": 2, "c": (True,)}
+    _same([_span(attributes=values), _span(attributes=BoundedAttributes(None, values)),
+           _span(attributes=_PlainMapping(values))])
 
 
 def test_resources_and_scopes_group_as_the_sdk_groups_them() -> None:
