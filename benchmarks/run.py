@@ -19,7 +19,7 @@ from typing import Any
 
 from benchmarks._common import ROOT, Row
 
-MODULES = ["pool", "cache", "memory", "startup", "auto", "peers", "sidecar"]
+MODULES = ["pool", "cache", "memory", "startup", "auto", "peers", "sidecar", "otlp_encode"]
 
 
 def machine() -> str:

@@ -4,7 +4,9 @@ The OTLP exporters pull in protobuf and the generated OTLP classes (~70 ms
 here). Nothing is exported before the first batch is due, so the import
 happens then, on the SDK's worker thread, and not in the application's
 ``import routerscope.auto``. Behaviour is otherwise the SDK's own exporter
-(it retries as it does); the endpoint, timeout and compression come validated
+(it retries as it does), except that spans are serialised by
+:mod:`._otlp_encode` (same bytes, several times cheaper; see
+:mod:`._otlp_span_exporter`); the endpoint, timeout and compression come validated
 from :mod:`._settings`, and the exporter reads the other ``OTEL_EXPORTER_OTLP_*``
 variables (headers, certificates) itself.
 
@@ -227,8 +229,9 @@ class _Lazy:
 
 
 class LazyOTLPSpanExporter(_Lazy, SpanExporter):
-    _module = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
-    _cls = "OTLPSpanExporter"
+    # the SDK's OTLPSpanExporter, encoding with routerscope's protobuf writer
+    _module = "routerscope.telemetry._otlp_span_exporter"
+    _cls = "FastOTLPSpanExporter"
     _signal = "traces"
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
