@@ -377,6 +377,10 @@ def sdk_call() -> Iterator[None]:
             otel.swallowed("genai.retries")
 
 
+_redacted_urls: dict[str, str] = {}
+_REDACTED_URLS_MAX: Final = 512
+
+
 def start(method: str, url: str, host: str, port: int | None, scheme: str, path: str,
           body: Any) -> Tracked | None:
     """A :class:`Tracked` call for an LLM request, or None (not one, already recorded, or telemetry's own)."""
@@ -396,7 +400,12 @@ def start(method: str, url: str, host: str, port: int | None, scheme: str, path:
         held = retries.take() if retries is not None else None
         if held is not None:  # the SDK retries a failed attempt: the same call goes on
             return Tracked(held, rec, http_attrs)
-        start_attrs = {**http_attrs, signals.URL_FULL: redact(url)}
+        full = _redacted_urls.get(url)
+        if full is None:
+            full = redact(url)
+            if len(_redacted_urls) < _REDACTED_URLS_MAX:  # a router calls a few URLs
+                _redacted_urls[url] = full
+        start_attrs = {**http_attrs, signals.URL_FULL: full}
         if _capture_content and data:
             msgs = data.get("messages", data.get("prompt", data.get("input")))
             start_attrs[signals.GEN_AI_INPUT_MESSAGES] = redact(json.dumps(msgs))[:MAX_CONTENT_ATTR]

@@ -43,6 +43,8 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from routerscope.core import otel
+
 __all__ = ["LazyOTLPLogExporter", "LazyOTLPMetricExporter", "LazyOTLPSpanExporter"]
 
 
@@ -101,6 +103,37 @@ def _reset_in_child(ref: weakref.ref[_Lazy]) -> Any:
 _EXPORT_PATH_IMPORTS: Final = ("netrc", "shlex")
 
 
+_COMPONENTS: Final = {"traces": "OTLP_HTTP_SPAN_EXPORTER", "metrics": "OTLP_HTTP_METRIC_EXPORTER",
+                      "logs": "OTLP_HTTP_LOG_EXPORTER"}
+
+
+def _self_metrics_on(inner: Any, signal: str, meter_provider: Any) -> None:
+    """The exporter's own metrics (spans sent, failed...), as the SDK variable would turn them on.
+
+    The SDK reads ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED`` in the exporter's
+    constructor. This runs on a background thread (the first export), where setting
+    the variable would race the application's threads that walk ``os.environ``
+    (``requests`` does, on every call: a ``KeyError`` in the app's request). So the
+    exporter's metrics object is rebuilt here, enabled, instead. An application that
+    set the variable itself got what it asked for from the constructor.
+    """
+    from routerscope.telemetry._settings import SDK_METRICS_VAR
+
+    if SDK_METRICS_VAR in os.environ or not hasattr(inner, "_metrics"):
+        return
+    try:
+        from opentelemetry.exporter.otlp.common._exporter_metrics import create_exporter_metrics
+        from opentelemetry.semconv._incubating.attributes.otel_attributes import (
+            OtelComponentTypeValues,
+        )
+
+        inner._metrics = create_exporter_metrics(
+            getattr(OtelComponentTypeValues, _COMPONENTS[signal]), signal,  # type: ignore[arg-type]
+            inner._endpoint, meter_provider, True)
+    except Exception:  # noqa: BLE001 - the exporter works on, without its own metrics
+        otel.swallowed("exporter.self_metrics")
+
+
 class _Lazy:
     _module = ""
     _cls = ""
@@ -148,12 +181,11 @@ class _Lazy:
                     for lg in loggers:
                         lg.addFilter(quiet)
                     _quiet_export_loggers()
-                    from routerscope.telemetry._settings import sdk_self_metrics
-
                     try:
                         cls = getattr(importlib.import_module(self._module), self._cls)
-                        with sdk_self_metrics():  # the exporter's own metrics: sent, failed
-                            self._inner = cls(**kwargs)
+                        inner = cls(**kwargs)
+                        _self_metrics_on(inner, self._signal, kwargs.get("meter_provider"))
+                        self._inner = inner
                     finally:
                         for lg in loggers:
                             lg.removeFilter(quiet)

@@ -576,7 +576,7 @@ class Settings:
         )
 
 
-_SDK_METRICS_VAR: Final = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
+SDK_METRICS_VAR: Final = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
 _sdk_metrics_lock = threading.Lock()
 
 
@@ -590,12 +590,12 @@ def sdk_self_metrics() -> Iterator[None]:
     call). An application that set the variable itself keeps its value.
     """
     with _sdk_metrics_lock:
-        owned = _SDK_METRICS_VAR not in os.environ
+        owned = SDK_METRICS_VAR not in os.environ
         if owned:
-            os.environ[_SDK_METRICS_VAR] = "true"
+            os.environ[SDK_METRICS_VAR] = "true"
         try:
             yield
         finally:
             if owned:
-                os.environ.pop(_SDK_METRICS_VAR, None)
+                os.environ.pop(SDK_METRICS_VAR, None)
 

@@ -103,3 +103,21 @@ def test_sdk_self_metrics_on_without_leaving_the_variable_set(receiver: OTLPRece
     assert receiver.wait_for(lambda: {signals.OTEL_SDK_SPAN_PROCESSED.name,
                                       signals.OTEL_SDK_SPAN_EXPORTED.name}
                              <= receiver.metric_names(), 10), receiver.metric_names()
+
+
+def test_environment_untouched_after_the_import(receiver: OTLPReceiver) -> None:
+    """Exporters built on the first export never write os.environ (app threads walk it: KeyError)."""
+    code = ("import os, routerscope.auto\n"
+            "writes = []\n"
+            "os.environ.putenv = lambda k, v: writes.append(('set', k))\n"
+            "os.environ.unsetenv = lambda k: writes.append(('unset', k))\n"
+            "from opentelemetry import trace\n"
+            "with trace.get_tracer('t').start_as_current_span('work'): pass\n"
+            "from routerscope.telemetry import force_flush\n"
+            "force_flush(10); force_flush(10)\n"
+            "print(writes)\n")
+    out = run_python(code, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+                            "ROUTERSCOPE_MEMORY_MONITOR": "0", "ROUTERSCOPE_HARDWARE_EVENT": "0"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    assert receiver.wait_for(lambda: signals.OTEL_SDK_SPAN_EXPORTED.name in receiver.metric_names(), 10)
