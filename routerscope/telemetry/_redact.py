@@ -28,22 +28,34 @@ __all__ = ["REDACTED", "RedactingFilter", "RedactingSpanProcessor", "has_secret"
 from routerscope.telemetry._secrets import _QUICK, REDACTED, has_secret, redact, redact_value
 
 
+_found_clean: set[str] = set()
+"""Strings a search found no secret in (a span's model, host, URL... repeat on every call)."""
+_CLEAN_MAX: Final = 4096
+
+
 def _strings(attrs: Mapping[str, Any] | None, parts: list[str]) -> None:
     """Append the string values of ``attrs`` (and the strings inside list values) to ``parts``."""
     if not attrs:
         return
     # the SDK's BoundedAttributes keeps a plain dict: its values() runs in C, the Mapping's in Python
     inner = getattr(attrs, "_dict", None)
+    clean = _found_clean
     for v in (inner if isinstance(inner, dict) else attrs).values():
         if isinstance(v, str):
-            parts.append(v)
+            if v not in clean:
+                parts.append(v)
         elif isinstance(v, tuple | list):
-            parts.extend(x for x in v if isinstance(x, str))
+            parts.extend(x for x in v if isinstance(x, str) and x not in clean)
 
 
 def _span_has_secret(span: ReadableSpan) -> bool:
-    """One regex search over the span's name, status and every attribute and event string."""
-    parts = [span.name]
+    """One regex search over the span's name, status and every attribute and event string.
+
+    Strings already found clean are skipped; the ones searched now are remembered
+    when nothing is found (a match inside one string is a match in the joined text,
+    since the pattern looks at no context; the set is emptied when it is full).
+    """
+    parts: list[str] = [] if span.name in _found_clean else [span.name]
     _strings(getattr(span, "_attributes", None) or span.attributes, parts)  # no read-only proxy
     for e in span.events:
         parts.append(e.name)
@@ -51,7 +63,14 @@ def _span_has_secret(span: ReadableSpan) -> bool:
     description = span.status.description
     if description is not None:
         parts.append(description)
-    return _QUICK.search("\n".join(parts)) is not None
+    if not parts:
+        return False
+    if _QUICK.search("\n".join(parts)) is not None:
+        return True
+    if len(_found_clean) + len(parts) > _CLEAN_MAX:
+        _found_clean.clear()
+    _found_clean.update(parts)
+    return False
 
 
 def _clean(attrs: Mapping[str, Any] | None) -> dict[str, Any]:

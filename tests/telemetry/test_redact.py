@@ -114,3 +114,28 @@ def test_provider_keys_by_prefix_redacted_in_spans_and_logs() -> None:
     assert all(dict(s.attributes or {})["note"] == "key REDACTED" for s in mem.get_finished_spans())
     assert redact("hf_hub_download_timeout_seconds=5") == "hf_hub_download_timeout_seconds=5"
     assert len(mem.get_finished_spans()) == len(PREFIXED_KEYS)
+
+
+def test_strings_found_clean_never_hide_a_later_secret() -> None:
+    """Clean strings are remembered (and forgotten when too many); a secret next to them is still redacted."""
+    from routerscope.telemetry import _redact
+
+    key = "sk-or-v1-0123456789abcdef"
+    mem = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(RedactingSpanProcessor(SimpleSpanProcessor(mem)))
+    t = tp.get_tracer("t")
+    with t.start_as_current_span("chat m", attributes={"model": "m", "host": "h"}):
+        pass
+    assert {"chat m", "m", "h"} <= _redact._found_clean
+    for i in range(_redact._CLEAN_MAX + 10):  # fills the set: it is emptied, not grown
+        with t.start_as_current_span("chat m", attributes={"id": f"id-{i}"}):
+            pass
+    assert len(_redact._found_clean) <= _redact._CLEAN_MAX
+    for _ in range(2):  # a string that held a secret is never taken for clean
+        with t.start_as_current_span("chat m", attributes={"model": "m", "host": "h",
+                                                          "auth": f"Bearer {key}", "reasons": ["stop", key]}):
+            pass
+    for last in mem.get_finished_spans()[-2:]:
+        assert key not in repr(dict(last.attributes or {}))
+        assert dict(last.attributes or {})["model"] == "m"
