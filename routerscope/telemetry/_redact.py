@@ -27,7 +27,6 @@ __all__ = ["REDACTED", "RedactingFilter", "RedactingSpanProcessor", "has_secret"
 
 from routerscope.telemetry._secrets import _QUICK, REDACTED, has_secret, redact, redact_value
 
-
 _found_clean: set[str] = set()
 """Strings a search found no secret in (a span's model, host, URL... repeat on every call)."""
 _CLEAN_MAX: Final = 4096
