@@ -100,6 +100,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -146,7 +147,8 @@ LABELS = {("routerscope", "requests"): "import routerscope.auto",
           ("openlit", "requests"): "OpenLIT 1.45.0", ("openlit", "openai"): "OpenLIT 1.45.0"}
 PEERS_ON = {"requests": ("otel", "logfire", "openlit"), "openai": ("otel", "logfire", "openlit"),
             "nonllm": ("otel",)}
-LEVERS = ("no-histograms", "preaggregate", "no-redact", "no-pool-count", "one-set-attributes")
+LEVERS = ("sdk-histograms", "no-histograms", "spans-end-now", "sdk-encoder", "no-redact",
+          "no-pool-count")
 NONLLM_LEVERS = ("no-redact", "no-pool-count")
 
 
@@ -274,8 +276,15 @@ def _recorded(rx: Any, calls: int) -> dict[str, Any]:
 
 
 def _child(run: Run, pys: dict[str, str], urls: dict[str, str], warm: int, n1: int, n2: int,
-           valgrind: str | None, out_dir: str | None = None) -> dict[str, Any]:
-    """One child process; with ``valgrind``, the per-call instruction slope of its last block."""
+           valgrind: str | None, out_dir: str | None = None, caller: bool = False
+           ) -> dict[str, Any]:
+    """One child process; with ``valgrind``, the per-call instruction slope of its last block.
+
+    ``caller``: count the calling thread alone (``caller_per_call``) instead of the
+    whole process (``per_call``). With ``--separate-threads=yes`` a dump mark
+    dumps only the thread that reached it (the calling thread), so the whole
+    process and the calling thread take one run each.
+    """
     from routerscope.testing import OTLPReceiver
 
     with OTLPReceiver() as rx:
@@ -284,6 +293,7 @@ def _child(run: Run, pys: dict[str, str], urls: dict[str, str], warm: int, n1: i
         if valgrind:
             # opentelemetry-instrument exec()s the Python it wraps: follow it
             cmd = [valgrind, "--tool=callgrind", "--instr-atstart=no", "--dump-before=getloadavg",
+                   f"--separate-threads={'yes' if caller else 'no'}",
                    f"--trace-children={'yes' if run.who == 'otel' else 'no'}",
                    f"--callgrind-out-file={tmp}/cg.%p", *cmd]
         env = _env(run, rx.url)
@@ -295,16 +305,20 @@ def _child(run: Run, pys: dict[str, str], urls: dict[str, str], warm: int, n1: i
         res: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
         res.update(_recorded(rx, warm + n2))
     if valgrind:
-        parts = sorted(glob.glob(f"{tmp}/cg.*.*"), key=lambda p: int(p.rsplit(".", 1)[1]))
-        totals = []
+        # cg.PID.DUMP (cg.PID.DUMP-01 with separate threads: the calling thread's)
+        totals: dict[int, int] = {}
+        parts = sorted(glob.glob(f"{tmp}/cg.*.*"))
         for part in parts:
+            m = re.search(r"\.(\d+)(-01)?$", part)
+            if m is None or bool(m.group(2)) != caller:
+                continue
             with open(part) as f:
-                totals.append(next(int(line.split()[1]) for line in f
-                                   if line.startswith("totals:")))
-        if len(totals) != 3:  # before block 1, before block 2, after block 2
-            raise RuntimeError(f"{run.key}: expected 3 callgrind dumps, got {len(totals)}")
-        res["first_block_per_call"] = totals[1] / n1
-        res["per_call"] = totals[2] / (n2 - n1)
+                totals[int(m.group(1))] = next(int(line.split()[1]) for line in f
+                                               if line.startswith("totals:"))
+        if sorted(totals) != [1, 2, 3]:  # before block 1, before block 2, after block 2
+            raise RuntimeError(f"{run.key}: expected 3 callgrind dumps, got {sorted(totals)}")
+        res["first_block_per_call"] = totals[2] / n1
+        res["caller_per_call" if caller else "per_call"] = totals[3] / (n2 - n1)
         res["dumps"] = parts
         if out_dir is None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -348,11 +362,15 @@ def measure(quick: bool = False, levers: bool = False) -> dict[str, dict[str, An
         with ThreadPoolExecutor(max_workers=2) as pool:
             futures = {r.key: pool.submit(_child, r, pys, urls, warm, n1, n2, valgrind)
                        for r in runs}
+            callers = {r.key: pool.submit(_child, r, pys, urls, warm, n1, n2, valgrind,
+                                          caller=True) for r in runs}
             for key, fut in futures.items():
                 res = fut.result()
                 results[key].update(res)
+                results[key]["caller_per_call"] = callers[key].result()["caller_per_call"]
                 print(f"[peers] {key}: {res['per_call'] / 1e6:.3f} M instructions/call "
-                      f"(first block {res['first_block_per_call'] / 1e6:.3f}), "
+                      f"(calling thread {results[key]['caller_per_call'] / 1e6:.3f}; first block "
+                      f"{res['first_block_per_call'] / 1e6:.3f}), "
                       f"{res['spans_per_call']} spans/call, {res['genai_per_call']} GenAI, "
                       f"{res['histograms']}", file=sys.stderr)
         print(f"[peers] callgrind: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
@@ -360,12 +378,14 @@ def measure(quick: bool = False, levers: bool = False) -> dict[str, dict[str, An
 
 
 def _added(results: dict[str, dict[str, Any]], who: str, venv_: str, path: str
-           ) -> tuple[float, float, float, dict[str, Any]]:
-    """(M instructions added/call, x bare, us latency added, what it recorded)."""
+           ) -> tuple[float, float, float, float, dict[str, Any]]:
+    """(M instructions added/call, x bare, M added on the calling thread, us latency added,
+    what it recorded)."""
     mine, bare = results[f"{who}@{venv_}/{path}"], results[f"bare@{venv_}/{path}"]
     added = (mine["per_call"] - bare["per_call"]) / 1e6
+    caller = (mine["caller_per_call"] - bare["caller_per_call"]) / 1e6
     lat = statistics.median(m - b for m, b in zip(mine["latency"], bare["latency"], strict=True))
-    return added, mine["per_call"] / bare["per_call"], lat, mine
+    return added, mine["per_call"] / bare["per_call"], caller, lat, mine
 
 
 def _what(rec: dict[str, Any], path: str) -> str:
@@ -383,10 +403,10 @@ def _what(rec: dict[str, Any], path: str) -> str:
 def rows(results: dict[str, dict[str, Any]]) -> list[Row]:
     out: list[Row] = []
     for path, desc in PATHS.items():
-        ours, ours_x, ours_lat, ours_rec = _added(results, OURS, OURS, path)
+        ours, ours_x, ours_caller, ours_lat, ours_rec = _added(results, OURS, OURS, path)
         a_label = f"{LABELS[(OURS, path)]} ({_what(ours_rec, path)}; {ours_x:.2f}x bare)"
         for peer in PEERS_ON[path]:
-            theirs, their_x, their_lat, rec = _added(results, peer, peer, path)
+            theirs, their_x, their_caller, their_lat, rec = _added(results, peer, peer, path)
             if path == "openai" and rec["genai_per_call"] < 0.99:
                 raise RuntimeError(f"{peer} recorded no GenAI span on the {path} path: "
                                    "its instrumentation did not load")
@@ -403,6 +423,12 @@ def rows(results: dict[str, dict[str, Any]]) -> list[Row]:
             out.append(Row("peers", name, a_label, ours, b_label, theirs, "M instructions/call",
                            theirs / ours if ours > 0 else float("inf"),
                            claim=f"below {peer}", verdict=verdict(ours, theirs)))
+            out.append(Row("peers", "instructions added on the calling thread per " + desc
+                           + " (what the caller waits for)",
+                           LABELS[(OURS, path)], ours_caller, LABELS[(peer, path)], their_caller,
+                           "M instructions/call",
+                           their_caller / ours_caller if ours_caller > 0 else float("inf"),
+                           claim=f"below {peer}", verdict=verdict(ours_caller, their_caller)))
             out.append(Row("peers", "latency added on the calling thread per " + desc
                            + " (median; shared 2-core box, noisy)",
                            LABELS[(OURS, path)], ours_lat, LABELS[(peer, path)], their_lat,
@@ -462,7 +488,7 @@ def profile(top: int = 25) -> str:
         for who in ("bare", OURS):
             tmp = tempfile.mkdtemp(prefix="bench-prof-")
             res = _child(Run(who, OURS, "requests"), pys, urls, 20, 30, 30 + calls, valgrind, tmp)
-            selfs[who] = _self_costs(res["dumps"][-1])
+            selfs[who] = _self_costs(next(d for d in res["dumps"] if d.endswith(".3")))
             totals[who] = res["per_call"]
             shutil.rmtree(tmp, ignore_errors=True)
         tmp = tempfile.mkdtemp(prefix="bench-prof-")

@@ -12,10 +12,12 @@ pinned to plain OpenTelemetry), ``logfire`` or ``openlit``. PATH is ``requests``
 LLM API). After WARMUP calls it makes N1 calls, then N2 - N1 more, calling
 ``os.getloadavg()`` (libc ``getloadavg``, which nothing else here calls) before
 each block and at the end, each time after flushing what the calls left queued:
-under ``valgrind --tool=callgrind --dump-before=getloadavg`` each block's
-instructions (every thread) land in a dump of their own, so the per-call slope
-between N1 and N2 calls excludes start-up, warm-up and exit. It prints one JSON line: the caller-thread wall
-time of each call after warm-up (median, microseconds) and what was set up.
+under ``valgrind --tool=callgrind --dump-before=getloadavg --separate-threads=yes``
+each block's instructions land in a dump of their own, per thread (the calling
+thread is thread 1; the flushing is done by a thread of its own), so the per-call
+slope between N1 and N2 calls excludes start-up, warm-up and exit. It prints one
+JSON line: the caller-thread wall time of each call after warm-up (median,
+microseconds) and what was set up.
 
 Guards, each ending the process with a message and exit status 97/98 so the
 benchmark fails loudly instead of measuring something else:
@@ -27,13 +29,13 @@ benchmark fails loudly instead of measuring something else:
   ``OTEL_PYTHON_DISTRO=distro`` and ``OTEL_PYTHON_CONFIGURATOR=configurator``)
   and the OpenTelemetry SDK must be the active tracer provider.
 
-LEVER (``routerscope`` only) is an experiment, monkeypatched here and nowhere else,
-never a result row: ``no-histograms`` (the deferred histogram records skipped),
-``preaggregate`` (each record counted into plain-integer buckets keyed by its
-attribute set, on the caller's thread, instead of queued for the SDK),
-``no-redact`` (no URL redaction, no scan of each ended span for secrets),
-``no-pool-count`` (urllib3 pools' connection and request counting unpatched),
-``one-set-attributes`` (every SDK ``set_attribute`` batched into one ``set_attributes``).
+LEVER (``routerscope`` only) is an experiment, switched here and nowhere else,
+never a result row; each undoes one of the savings to measure it:
+``sdk-histograms`` (histogram records through the SDK instead of routerscope's
+pre-aggregation), ``no-histograms`` (records dropped), ``spans-end-now`` (LLM call
+spans end on the caller's thread), ``sdk-encoder`` (spans encoded by the SDK's OTLP
+encoder), ``no-redact`` (no URL redaction, no scan of each ended span for secrets),
+``no-pool-count`` (urllib3 pools' connection and request counting unpatched).
 """
 
 from __future__ import annotations
@@ -76,63 +78,31 @@ def _lever(name: str) -> None:
 
     ours = [m for m in list(sys.modules.values())
             if getattr(m, "__name__", "").startswith("routerscope")]
-    if name in ("no-histograms", "preaggregate"):
-        import bisect
+    if name == "sdk-histograms":  # every histogram record through the SDK, as before issue 15
+        otel.set_record_sink(None)
+    elif name == "no-histograms":  # every histogram record taken and dropped
+        otel.set_record_sink(lambda *a: True)
+    elif name == "spans-end-now":  # LLM call spans end on the caller's thread
+        otel.set_spans_end_later(False)
+    elif name == "sdk-encoder":  # spans encoded by the SDK's OTLP encoder
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-        counts: dict[tuple[str, tuple[tuple[str, Any], ...]], list[float]] = {}
+        import routerscope.telemetry._otlp_span_exporter as fast_export
 
-        def preaggregate(m: Any, value: float, attrs: dict[str, Any]) -> None:
-            # plain-integer bucket counts keyed by attribute set, on the caller's thread
-            key = (m.name, tuple(sorted(attrs.items())))
-            row = counts.get(key)
-            bounds = m.buckets or ()
-            if row is None:
-                row = counts[key] = [0.0] * (len(bounds) + 2)
-            row[bisect.bisect_left(bounds, value)] += 1
-            row[-1] += value
-
-        def skip(m: Any, value: float, attrs: dict[str, Any]) -> None:
-            return None
-
-        new = skip if name == "no-histograms" else preaggregate
-        for mod in ours:
-            if getattr(mod, "record_later", None) is otel.record_later:
-                mod.record_later = new
+        fast_export.encode_spans_bytes = (  # type: ignore[attr-defined]
+            lambda spans: encode_spans(spans).SerializePartialToString())
     elif name == "no-redact":  # no URL redaction and no span scan when nothing matches
-        from opentelemetry import trace
+        import routerscope.telemetry._redact as redaction
 
-        def on_end(self: Any, span: Any) -> None:
-            self.inner.on_end(span)
-
-        active = trace.get_tracer_provider()._active_span_processor  # type: ignore[attr-defined]
-        for proc in active._span_processors:
-            if type(proc).__name__ == "RedactingSpanProcessor":
-                type(proc).on_end = on_end
+        redaction._span_has_secret = lambda span: False  # type: ignore[attr-defined]
         for mod in ours:
-            if mod.__name__.startswith("routerscope.instrumentation") and hasattr(mod, "redact"):
-                mod.redact = str
+            if mod.__name__.startswith("routerscope.instrumentation") and hasattr(mod, "_redact"):
+                mod._redact = str
     elif name == "no-pool-count":  # urllib3 pools' connection/request counting taken off
         for mod in ours:
             unpatch = getattr(mod, "unpatch_urllib3_pools", None)
             if unpatch is not None:
                 unpatch()
-    elif name == "one-set-attributes":  # every SDK set_attribute batched into one set_attributes
-        from opentelemetry.sdk.trace import Span
-
-        pending: dict[int, dict[str, Any]] = {}
-        orig_end = Span.end
-
-        def set_attribute(self: Any, key: str, value: Any) -> None:
-            pending.setdefault(id(self), {})[key] = value
-
-        def end(self: Any, end_time: int | None = None) -> None:
-            attrs = pending.pop(id(self), None)
-            if attrs:
-                self.set_attributes(attrs)
-            orig_end(self, end_time)
-
-        Span.set_attribute = set_attribute
-        Span.end = end
     elif name:
         _abort(98, f"unknown lever {name!r}")
 
@@ -202,7 +172,36 @@ def _caller(path: str, url: str) -> Any:
     return post
 
 
-def _settle(mode: str) -> None:
+class _Settler:
+    """A thread that lives through every block and does :func:`_settle_now` when asked.
+
+    The calling thread only waits for it, so callgrind's count of the calling
+    thread (``--separate-threads=yes``: thread 1) holds the calls alone, and the
+    settling (a drain, a batch export) is counted in the block, on a thread that
+    is still alive at the dump mark (callgrind dumps live threads only).
+    """
+
+    def __init__(self, mode: str) -> None:
+        import threading
+
+        self.mode = mode
+        self.ask, self.done = threading.Event(), threading.Event()
+        threading.Thread(target=self._run, name="bench-settle", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            self.ask.wait()
+            self.ask.clear()
+            _settle_now(self.mode)
+            self.done.set()
+
+    def __call__(self) -> None:
+        self.done.clear()
+        self.ask.set()
+        self.done.wait()
+
+
+def _settle_now(mode: str) -> None:
     """Finish the work the calls so far left behind (deferred records, queued spans).
 
     Called before every dump mark, so each block holds the whole cost of its own
@@ -248,12 +247,13 @@ def main() -> None:
         call()
     if os.environ.get("BENCH_CALLGRIND"):
         _instrumentation_on()
+    settle = _Settler(mode)
     clock = time.perf_counter_ns
     samples = []
     prof_out = os.environ.get("BENCH_CPROFILE")  # profile the second block with cProfile
     prof: Any = None
     for block in (int(n1), int(n2) - int(n1)):
-        _settle(mode)
+        settle()
         os.getloadavg()  # a callgrind dump mark
         if prof_out and block != int(n1):
             import cProfile
@@ -264,7 +264,7 @@ def main() -> None:
             t0 = clock()
             call()
             samples.append(clock() - t0)
-    _settle(mode)
+    settle()
     if prof is not None:
         prof.disable()
         prof.dump_stats(prof_out)

@@ -5,8 +5,8 @@
   ``Bearer`` tokens, ``user:password@`` in URLs and the values of secret query
   parameters (``key=``, ``api_key=``, ``subscription-key=``, ``code=``,
   ``X-Amz-Signature=``, ``password=``... see ``_SECRET_PARAM``) become ``REDACTED``.
-* :class:`RedactingSpanProcessor` wraps the exporting processor and hands it
-  a redacted copy of any span whose attributes or events hold a secret.
+* :class:`RedactingSpanExporter` wraps the span exporter and hands it a
+  redacted copy of any span whose attributes or events hold a secret.
 * :class:`RedactingFilter` does the same for log records (message, args and
   the structured ``extra`` fields) on the handlers routerscope installs.
 """
@@ -14,15 +14,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from routerscope.core import otel
 
-__all__ = ["REDACTED", "RedactingFilter", "RedactingSpanProcessor", "has_secret", "redact",
+__all__ = ["REDACTED", "RedactingFilter", "RedactingSpanExporter", "has_secret", "redact",
            "redact_value"]
 
 from routerscope.telemetry._secrets import _QUICK, REDACTED, has_secret, redact, redact_value
@@ -76,23 +76,28 @@ def _clean(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: redact_value(v) for k, v in (attrs or {}).items()}
 
 
-class RedactingSpanProcessor(SpanProcessor):
-    """Passes spans to ``inner``, redacting the ones that carry a secret."""
+class RedactingSpanExporter(SpanExporter):
+    """Exports through ``inner``, a redacted copy of each span that carries a secret.
 
-    def __init__(self, inner: SpanProcessor) -> None:
+    It runs where the batch processor exports (its worker thread), not where a
+    span ends: the application's thread pays nothing for the check. A span whose
+    copy cannot be made is dropped rather than exported unredacted.
+    """
+
+    def __init__(self, inner: SpanExporter) -> None:
         self.inner = inner
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        self.inner.on_start(span, parent_context)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        if _span_has_secret(span):
-            try:
-                span = _redacted_copy(span)
-            except Exception:  # noqa: BLE001 - better to drop than to leak
-                otel.swallowed("traces.redact")
-                return
-        self.inner.on_end(span)
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        out: list[ReadableSpan] = []
+        for span in spans:
+            if _span_has_secret(span):
+                try:
+                    span = _redacted_copy(span)
+                except Exception:  # noqa: BLE001 - better to drop than to leak
+                    otel.swallowed("traces.redact")
+                    continue
+            out.append(span)
+        return self.inner.export(out)
 
     def shutdown(self) -> None:
         self.inner.shutdown()

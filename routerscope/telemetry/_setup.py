@@ -228,7 +228,7 @@ def _configure_traces(state: _State, sdk: SdkArgs, exporters: Sequence[Any], otl
     from opentelemetry.sdk.trace import SpanLimits, TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    from routerscope.telemetry._redact import RedactingSpanProcessor
+    from routerscope.telemetry._redact import RedactingSpanExporter
 
     current = trace.get_tracer_provider()
     if _is_sdk(current, TracerProvider):
@@ -253,10 +253,11 @@ def _configure_traces(state: _State, sdk: SdkArgs, exporters: Sequence[Any], otl
         state.lazy_exporters.append(all_exporters[-1])
     b = sdk.bsp
     for exp in all_exporters:
-        tp.add_span_processor(RedactingSpanProcessor(BatchSpanProcessor(
-            exp, max_queue_size=b.max_queue_size, schedule_delay_millis=b.schedule_delay_millis,
+        tp.add_span_processor(BatchSpanProcessor(
+            RedactingSpanExporter(exp), max_queue_size=b.max_queue_size,
+            schedule_delay_millis=b.schedule_delay_millis,
             max_export_batch_size=b.max_export_batch_size,
-            export_timeout_millis=b.export_timeout_millis, meter_provider=state.meter_provider)))
+            export_timeout_millis=b.export_timeout_millis, meter_provider=state.meter_provider))
     trace.set_tracer_provider(tp)
     state.tracer_provider = tp
     state.owned.append(tp)

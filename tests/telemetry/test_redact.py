@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from routerscope.telemetry._redact import RedactingFilter, RedactingSpanProcessor, redact
+from routerscope.telemetry._redact import RedactingFilter, RedactingSpanExporter, redact
 
 
 def test_redact_patterns() -> None:
@@ -26,7 +26,7 @@ def test_span_processor_redacts_a_copy() -> None:
     """Spans with secrets reach the exporter redacted; clean spans pass untouched."""
     mem = InMemorySpanExporter()
     tp = TracerProvider()
-    tp.add_span_processor(RedactingSpanProcessor(SimpleSpanProcessor(mem)))
+    tp.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(mem)))
     t = tp.get_tracer("t")
     with t.start_as_current_span("s", attributes={"url.full": "http://u:sk-0123456789abc@h/"}) as s:
         s.add_event("e", {"msg": "Bearer sk-0123456789abcdef"})
@@ -44,7 +44,7 @@ def test_span_processor_finds_a_secret_in_each_place(where: str) -> None:
     key = "sk-or-v1-0123456789abcdef"
     mem = InMemorySpanExporter()
     tp = TracerProvider()
-    tp.add_span_processor(RedactingSpanProcessor(SimpleSpanProcessor(mem)))
+    tp.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(mem)))
     name = f"call {key}" if where == "name" else "call"
     with tp.get_tracer("t").start_as_current_span(name, attributes={"clean": "x"}) as s:
         if where == "list_attribute":
@@ -103,7 +103,7 @@ def test_provider_keys_by_prefix_redacted_in_spans_and_logs() -> None:
     """Groq, Hugging Face, Google, xAI, Perplexity, Replicate, GitHub and AWS keys leave no trace."""
     mem = InMemorySpanExporter()
     tp = TracerProvider()
-    tp.add_span_processor(RedactingSpanProcessor(SimpleSpanProcessor(mem)))
+    tp.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(mem)))
     for key in PREFIXED_KEYS:
         assert redact(f"using {key} now") == "using REDACTED now", key
         with tp.get_tracer("t").start_as_current_span("s", attributes={"note": f"key {key}"}):
@@ -123,7 +123,7 @@ def test_strings_found_clean_never_hide_a_later_secret() -> None:
     key = "sk-or-v1-0123456789abcdef"
     mem = InMemorySpanExporter()
     tp = TracerProvider()
-    tp.add_span_processor(RedactingSpanProcessor(SimpleSpanProcessor(mem)))
+    tp.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(mem)))
     t = tp.get_tracer("t")
     with t.start_as_current_span("chat m", attributes={"model": "m", "host": "h"}):
         pass
