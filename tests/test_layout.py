@@ -65,7 +65,7 @@ def test_telemetry_public_api_is_curated() -> None:
     """routerscope.telemetry exports exactly its documented names, each resolvable."""
     assert sorted(routerscope.telemetry.__all__) == [
         "DEFAULT_ENDPOINT", "REDACTED", "Settings", "configure", "force_flush", "has_secret",
-        "is_configured", "redact", "shutdown"]
+        "instrumentation_meter_provider", "is_configured", "redact", "shutdown"]
     for name in routerscope.telemetry.__all__:
         assert getattr(routerscope.telemetry, name) is not None
 

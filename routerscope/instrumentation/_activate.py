@@ -139,7 +139,12 @@ def _instrument_requests() -> None:
                 return
             inst = RequestsInstrumentor()
             if not inst.is_instrumented_by_opentelemetry:
-                instrument_beneath(inst.instrument)
+                from routerscope.telemetry import instrumentation_meter_provider
+
+                # its duration histogram pre-aggregated, where routerscope owns the MeterProvider
+                meters = instrumentation_meter_provider()
+                instrument_beneath(lambda: inst.instrument(meter_provider=meters) if meters is not None
+                                   else inst.instrument())
     _requests_instrumented.set()
 
 

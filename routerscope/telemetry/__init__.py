@@ -17,6 +17,7 @@ __all__ = [
     "configure",
     "force_flush",
     "has_secret",
+    "instrumentation_meter_provider",
     "is_configured",
     "redact",
     "shutdown",
@@ -30,6 +31,7 @@ _HOME: dict[str, str] = {
     "redact": "_secrets",
     "configure": "_setup",
     "force_flush": "_setup",
+    "instrumentation_meter_provider": "_setup",
     "is_configured": "_setup",
     "shutdown": "_setup",
 }
@@ -37,7 +39,13 @@ _HOME: dict[str, str] = {
 if TYPE_CHECKING:
     from routerscope.telemetry._secrets import REDACTED, has_secret, redact
     from routerscope.telemetry._settings import DEFAULT_ENDPOINT, Settings
-    from routerscope.telemetry._setup import configure, force_flush, is_configured, shutdown
+    from routerscope.telemetry._setup import (
+        configure,
+        force_flush,
+        instrumentation_meter_provider,
+        is_configured,
+        shutdown,
+    )
 
 
 def __getattr__(name: str) -> Any:

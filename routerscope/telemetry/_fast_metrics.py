@@ -50,7 +50,7 @@ from opentelemetry.trace import INVALID_SPAN, Span
 
 from routerscope.core.signals import Metric
 
-__all__ = ["FastHistograms", "attach"]
+__all__ = ["FastHistograms", "FastMeterProvider", "attach"]
 
 _OVERFLOW: Final[dict[str, Any]] = {"otel.metric.overflow": True}
 _DEFAULT_LIMIT: Final = 2000
@@ -165,37 +165,50 @@ class FastHistograms:
     ``always_on``, ``always_off``, ``trace_based``.
     """
 
-    def __init__(self, readers: Sequence[tuple[bool, int]], exemplar_filter: str) -> None:
+    def __init__(self, readers: Sequence[tuple[bool, int]], exemplar_filter: str,
+                 scope: Any = None) -> None:
         self._readers = list(readers)
         self._filter = {ALWAYS_ON: ALWAYS_ON, ALWAYS_OFF: ALWAYS_OFF}.get(exemplar_filter, TRACE_BASED)
-        self._streams: dict[str, list[_Stream]] = {}
-        self._order: list[str] = []  # metric names in the order first recorded (the SDK's order)
+        self.scope = scope  # of the metrics recorded without one (routerscope's own)
+        self._tables: dict[Any, dict[str, list[_Stream]]] = {scope: {}}  # scope -> name -> streams
+        self._streams = self._tables[scope]
+        self._order: list[tuple[Any, str]] = []  # (scope, name) as first recorded (the SDK's order)
         self._lock = threading.Lock()
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork)
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
-        for streams in list(self._streams.values()):
-            for st in streams:
-                st.lock = threading.Lock()
+        for table in list(self._tables.values()):
+            for streams in list(table.values()):
+                for st in streams:
+                    st.lock = threading.Lock()
 
-    def _streams_of(self, m: Metric) -> list[_Stream]:
+    def _streams_of(self, m: Metric, scope: Any) -> list[_Stream]:
         with self._lock:
-            streams = self._streams.get(m.name)
+            table = self._tables.get(scope)
+            if table is None:
+                table = self._tables[scope] = {}
+            streams = table.get(m.name)
             if streams is None:
                 streams = [_Stream(m, delta, limit) for delta, limit in self._readers]
-                self._streams[m.name] = streams
-                self._order.append(m.name)
+                table[m.name] = streams
+                self._order.append((scope, m.name))
         return streams
 
-    def record(self, m: Metric, value: float, attrs: dict[str, Any], span: Span | None) -> bool:
-        """Aggregate one value; False if this sink does not take ``m`` (not a histogram with buckets)."""
-        streams = self._streams.get(m.name)
+    def record(self, m: Metric, value: float, attrs: dict[str, Any], span: Span | None,
+               scope: Any = None) -> bool:
+        """Aggregate one value; False if this sink does not take ``m`` (not a histogram with buckets).
+
+        ``scope``: the instrumentation scope of another library's histogram
+        (:class:`FastMeterProvider`); None for routerscope's own.
+        """
+        table = self._streams if scope is None else self._tables.get(scope, {})
+        streams = table.get(m.name)
         if streams is None:
             if m.kind != "histogram" or m.buckets is None:
                 return False
-            streams = self._streams_of(m)
+            streams = self._streams_of(m, self.scope if scope is None else scope)
         if not (0 <= value < math.inf):  # the SDK drops negative, NaN and infinite values too
             return True
         now = time_ns()
@@ -242,26 +255,25 @@ class FastHistograms:
                         ex[idx] = exemplar
         return True
 
-    def collect(self, reader_index: int, now: int | None = None) -> list[tuple[Metric, list[Any]]]:
-        """(metric, data points) for one reader, in the order the metrics were first recorded."""
+    def collect(self, reader_index: int, now: int | None = None) -> list[tuple[Any, Metric, list[Any]]]:
+        """(scope, metric, data points) for one reader, in the order the metrics were first recorded."""
         from opentelemetry.sdk.metrics._internal.exemplar import Exemplar
         from opentelemetry.sdk.metrics.export import HistogramDataPoint
 
         now = time_ns() if now is None else now
         with self._lock:
-            names = list(self._order)
+            order = list(self._order)
         out = []
-        for name in names:
-            st = self._streams[name][reader_index]
+        for scope, name in order:
+            st = self._tables[scope][name][reader_index]
             points = st.collect(now, HistogramDataPoint, Exemplar)
             if points:
-                out.append((st.metric, points))
+                out.append((scope, st.metric, points))
         return out
 
 
-def _merge(data: Any, found: list[tuple[Metric, list[Any]]], resource: Any, scope: Any,
-           temporality: Any) -> Any:
-    """``data`` (the SDK's MetricsData, or None) with the fast histograms added under ``scope``."""
+def _merge(data: Any, found: list[tuple[Any, Metric, list[Any]]], resource: Any, temporality: Any) -> Any:
+    """``data`` (the SDK's MetricsData, or None) with the fast histograms added, each under its scope."""
     from opentelemetry.sdk.metrics.export import (
         Histogram,
         MetricsData,
@@ -272,24 +284,96 @@ def _merge(data: Any, found: list[tuple[Metric, list[Any]]], resource: Any, scop
 
     if not found:
         return data
-    extra = [SdkMetric(name=m.name, description=m.description, unit=m.unit,
-                       data=Histogram(data_points=points, aggregation_temporality=temporality))
-             for m, points in found]
+    extra: dict[Any, list[Any]] = {}
+    for scope, m, points in found:
+        extra.setdefault(scope, []).append(SdkMetric(
+            name=m.name, description=m.description, unit=m.unit,
+            data=Histogram(data_points=points, aggregation_temporality=temporality)))
     if data is None or not data.resource_metrics:
-        return MetricsData(resource_metrics=[ResourceMetrics(
-            resource=resource, schema_url=resource.schema_url,
-            scope_metrics=[ScopeMetrics(scope=scope, metrics=extra, schema_url=scope.schema_url)])])
-    rm = data.resource_metrics[0]
-    scopes = list(rm.scope_metrics)
-    for i, sm in enumerate(scopes):
-        if sm.scope == scope:
-            scopes[i] = ScopeMetrics(scope=sm.scope, metrics=[*sm.metrics, *extra], schema_url=sm.schema_url)
-            break
+        rm_resource, rm_schema, scopes, rest = resource, resource.schema_url, [], []
     else:
-        scopes.append(ScopeMetrics(scope=scope, metrics=extra, schema_url=scope.schema_url))
+        rm = data.resource_metrics[0]
+        rm_resource, rm_schema, scopes, rest = (rm.resource, rm.schema_url, list(rm.scope_metrics),
+                                                list(data.resource_metrics[1:]))
+    for scope, metrics in extra.items():
+        for i, sm in enumerate(scopes):
+            if sm.scope == scope:
+                scopes[i] = ScopeMetrics(scope=sm.scope, metrics=[*sm.metrics, *metrics],
+                                         schema_url=sm.schema_url)
+                break
+        else:
+            scopes.append(ScopeMetrics(scope=scope, metrics=metrics, schema_url=scope.schema_url))
     return MetricsData(resource_metrics=[
-        ResourceMetrics(resource=rm.resource, scope_metrics=scopes, schema_url=rm.schema_url),
-        *data.resource_metrics[1:]])
+        ResourceMetrics(resource=rm_resource, scope_metrics=scopes, schema_url=rm_schema), *rest])
+
+
+def _sdk_default_buckets() -> tuple[float, ...]:
+    from opentelemetry.sdk.metrics._internal.aggregation import (
+        _DEFAULT_EXPLICIT_BUCKET_HISTOGRAM_AGGREGATION_BOUNDARIES,
+    )
+
+    return tuple(_DEFAULT_EXPLICIT_BUCKET_HISTOGRAM_AGGREGATION_BOUNDARIES)
+
+
+class _FastHistogramInstrument:
+    """A library's synchronous histogram, recording into :class:`FastHistograms` (the API's ``record``)."""
+
+    def __init__(self, fast: FastHistograms, metric: Metric, scope: Any) -> None:
+        self._fast, self._metric, self._scope = fast, metric, scope
+        self.name, self.unit, self.description = metric.name, metric.unit, metric.description
+
+    def record(self, amount: float, attributes: Any = None, context: Any = None) -> None:
+        try:
+            span = trace.get_current_span(context)
+            if not self._fast.record(self._metric, amount, dict(attributes or {}), span, self._scope):
+                raise TypeError("not taken")
+        except Exception:  # noqa: BLE001 - a metric record never breaks the caller
+            from routerscope.core import otel
+
+            otel.swallowed("metrics.fast_record")
+
+
+class _FastMeter:
+    """A meter whose histograms are routerscope's pre-aggregated ones; everything else is the SDK's."""
+
+    def __init__(self, real: Any, fast: FastHistograms, scope: Any) -> None:
+        self._real, self._fast, self._scope = real, fast, scope
+        self._histograms: dict[str, _FastHistogramInstrument] = {}
+
+    def create_histogram(self, name: str, unit: str = "", description: str = "",
+                         explicit_bucket_boundaries_advisory: Sequence[float] | None = None,
+                         **kwargs: Any) -> Any:
+        if kwargs:  # an API this does not know: the SDK's own instrument
+            return self._real.create_histogram(name, unit, description,
+                                               explicit_bucket_boundaries_advisory, **kwargs)
+        inst = self._histograms.get(name)
+        if inst is None:
+            buckets = (tuple(explicit_bucket_boundaries_advisory)
+                       if explicit_bucket_boundaries_advisory is not None else _sdk_default_buckets())
+            inst = self._histograms[name] = _FastHistogramInstrument(
+                self._fast, Metric(name, unit, "histogram", description, buckets), self._scope)
+        return inst
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+class FastMeterProvider:
+    """Hands a library (the requests instrumentation) meters whose histograms are pre-aggregated.
+
+    Counters, gauges and observable instruments are the SDK meter's own. Used
+    for instrumentations routerscope installs itself, on its own MeterProvider.
+    """
+
+    def __init__(self, real: Any, fast: FastHistograms) -> None:
+        self._real, self._fast = real, fast
+
+    def get_meter(self, name: str, version: str | None = None, schema_url: str | None = None,
+                  attributes: Any = None) -> Any:
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+        real = self._real.get_meter(name, version, schema_url, attributes)
+        return _FastMeter(real, self._fast, InstrumentationScope(name, version, schema_url, attributes))
 
 
 def attach(meter_provider: Any, readers: Sequence[Any], exemplar_filter: str, scope: Any
@@ -321,19 +405,19 @@ def attach(meter_provider: Any, readers: Sequence[Any], exemplar_filter: str, sc
             return None
         shapes.append((temporality, limit, inner))
     fast = FastHistograms([(t is AggregationTemporality.DELTA, lim) for t, lim, _ in shapes],
-                          exemplar_filter)
+                          exemplar_filter, scope)
     resource = conf.resource
     for i, (reader, (temporality, _, inner)) in enumerate(zip(readers, shapes, strict=True)):
-        reader._collect = _collecting(fast, i, inner, resource, scope, temporality)
+        reader._collect = _collecting(fast, i, inner, resource, temporality)
     return fast
 
 
 def _collecting(fast: FastHistograms, index: int, inner: Callable[..., Any], resource: Any,
-                scope: Any, temporality: Any) -> Callable[..., Any]:
+                temporality: Any) -> Callable[..., Any]:
     def collect(reader: Any, timeout_millis: float = 10_000) -> Any:
         data = inner(reader, timeout_millis=timeout_millis)
         try:
-            return _merge(data, fast.collect(index), resource, scope, temporality)
+            return _merge(data, fast.collect(index), resource, temporality)
         except Exception:  # noqa: BLE001 - the SDK's own metrics still go out
             from routerscope.core import otel
 

@@ -39,6 +39,7 @@ class _State:
     lazy_exporters: list[Any] = field(default_factory=list)
     joined: list[str] = field(default_factory=list)  # signals whose provider the app owns
     resource: Any = None  # one Resource (one service.instance.id) for every provider
+    fast: Any = None  # the pre-aggregated histograms of routerscope's own MeterProvider
 
 
 _state: _State | None = None
@@ -47,6 +48,21 @@ _lock = threading.Lock()
 
 def is_configured() -> bool:
     return _state is not None
+
+
+def instrumentation_meter_provider() -> Any:
+    """The meter provider for an instrumentation routerscope installs (None: the global one).
+
+    Its histograms are routerscope's pre-aggregated ones (the SDK's points, a
+    fraction of the cost per record); it exists where routerscope built the
+    MeterProvider and could attach them.
+    """
+    st = _state
+    if st is None or st.fast is None:
+        return None
+    from routerscope.telemetry._fast_metrics import FastMeterProvider
+
+    return FastMeterProvider(st.meter_provider, st.fast)
 
 
 def _resource(settings: Settings) -> Any:
@@ -179,6 +195,7 @@ def _configure_metrics(state: _State, sdk: SdkArgs, readers: Sequence[Any], otlp
                   InstrumentationScope(otel.SCOPE, __version__, None, None))
     if fast is not None:
         otel.set_record_sink(fast.record)
+        state.fast = fast
     metrics.set_meter_provider(mp)
     state.meter_provider = mp
     state.owned.append(mp)

@@ -181,7 +181,7 @@ def test_dropped_values_as_the_sdk(clock: Clock) -> None:
         assert fast.record(m, v, {"a": "b"}, None)
     assert fast.collect(0) == []
     fast.record(m, 0.25, {"a": "b"}, None)
-    [(metric, [point])] = fast.collect(0)
+    [(_, metric, [point])] = fast.collect(0)
     assert metric is m and point.count == 1 and point.sum == 0.25
 
 
@@ -214,3 +214,59 @@ def test_merged_next_to_the_sdks_own_metrics(clock: Clock) -> None:
     by_scope = {sm.scope.name: [m.name for m in sm.metrics] for sm in data.resource_metrics[0].scope_metrics}
     assert by_scope == {"routerscope": ["c", signals.GEN_AI_CLIENT_OPERATION_DURATION.name], "other": ["o"]}
     mp.shutdown()
+
+
+@pytest.mark.parametrize("advisory", [[0.005, 0.1, 1.0, 5.0], None], ids=["advised", "sdk-default"])
+def test_a_librarys_histogram_through_the_fast_meter_is_the_sdks(clock: Clock,
+                                                                 advisory: list[float] | None) -> None:
+    """A library's histogram from FastMeterProvider exports what the SDK's meter would, scope and all."""
+    from routerscope.telemetry._fast_metrics import FastMeterProvider
+
+    r_sdk = InMemoryMetricReader(preferred_temporality={Histogram: AggregationTemporality.DELTA})
+    r_fast = InMemoryMetricReader(preferred_temporality={Histogram: AggregationTemporality.DELTA})
+    resource = Resource.create({"service.name": "t"})
+    mp_sdk = MeterProvider(resource=resource, metric_readers=[r_sdk])
+    mp_fast = MeterProvider(resource=resource, metric_readers=[r_fast])
+    fast = attach(mp_fast, [r_fast], "trace_based", SCOPE)
+    assert fast is not None
+    lib = ("opentelemetry.instrumentation.requests", "0.66b2", "https://opentelemetry.io/schemas/1.11.0")
+    hists = [mp.get_meter(*lib).create_histogram("http.client.request.duration", unit="s",
+                                                 description="Duration of HTTP client requests.",
+                                                 explicit_bucket_boundaries_advisory=advisory)
+             for mp in (mp_sdk, FastMeterProvider(mp_fast, fast))]
+    span = _spans()[0]
+    rnd = random.Random(7)
+    for i in range(200):
+        clock.now += 10
+        attrs: dict[str, Any] = {"http.request.method": rnd.choice(["GET", "POST"]),
+                                 "server.port": 443 + i % 3}
+        ctx = trace.set_span_in_context(span) if i % 2 else None
+        value = rnd.uniform(0, 8)
+        for h in hists:
+            h.record(value, attributes=attrs, context=ctx)
+    clock.now += 100
+    want, got = r_sdk.get_metrics_data(), r_fast.get_metrics_data()
+    assert want is not None and got is not None
+
+    def scopes(data: MetricsData) -> list[Any]:
+        return [(sm.scope, sm.schema_url, [(m.name, m.unit, m.description) for m in sm.metrics])
+                for sm in data.resource_metrics[0].scope_metrics]
+    assert scopes(got) == scopes(want) and scopes(want)[0][0].name == lib[0]
+    assert _normal_any(got) == _normal_any(want)
+    for mp in (mp_sdk, mp_fast):
+        mp.shutdown()
+
+
+def _normal_any(data: MetricsData) -> dict[str, Any]:
+    """Like :func:`_normal`, for any scope."""
+    out: dict[str, Any] = {}
+    for sm in data.resource_metrics[0].scope_metrics:
+        for m in sm.metrics:
+            pts = sorted((repr(_fast_metrics._canon(dict(p.attributes or {}))), p.start_time_unix_nano,
+                          p.time_unix_nano, p.count, p.sum, tuple(p.bucket_counts),  # type: ignore[union-attr]
+                          tuple(p.explicit_bounds), p.min, p.max,  # type: ignore[union-attr]
+                          [(e.value, e.time_unix_nano, e.span_id, e.trace_id, e.filtered_attributes)
+                           for e in p.exemplars])
+                         for p in m.data.data_points)
+            out[m.name] = (m.data.aggregation_temporality, pts)  # type: ignore[union-attr]
+    return out

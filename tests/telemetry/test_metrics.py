@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from routerscope.core import signals
-from routerscope.testing import FakeProvider, OTLPReceiver
+from routerscope.testing import FakeProvider, OTLPReceiver, attrs_of
 
 from .conftest import run_python
 
@@ -122,3 +122,27 @@ def test_environment_untouched_after_the_import(receiver: OTLPReceiver) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
     assert receiver.wait_for(lambda: signals.OTEL_SDK_SPAN_EXPORTED.name in receiver.metric_names(), 10)
+
+
+def test_requests_instrumentation_histogram_arrives_pre_aggregated(
+        receiver: OTLPReceiver, provider: FakeProvider) -> None:
+    """The requests instrumentation's duration histogram arrives in its own scope, with its buckets."""
+    code = ("import routerscope.auto, requests\n"
+            "from routerscope.instrumentation import wait_instrumented\n"
+            "assert wait_instrumented()\n"
+            f"for _ in range(3): requests.get({provider.base_url!r} + '/models')\n"
+            "from routerscope.telemetry import force_flush\n"
+            "force_flush(10)\n")
+    out = run_python(code, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+                            "ROUTERSCOPE_MEMORY_MONITOR": "0", "ROUTERSCOPE_HARDWARE_EVENT": "0"})
+    assert out.returncode == 0, out.stderr
+    def gets() -> int:  # cumulative: each export carries all three
+        return max((p.count for p in receiver.data_points("http.client.request.duration")
+                    if attrs_of(p.attributes).get("http.request.method") == "GET"), default=0)
+    assert receiver.wait_for(lambda: gets() == 3, 10), gets()
+    scopes = {sm.scope.name for req in receiver.requests["metrics"] for rm in req.resource_metrics
+              for sm in rm.scope_metrics if any(m.name == "http.client.request.duration" for m in sm.metrics)}
+    assert scopes == {"opentelemetry.instrumentation.requests"}
+    (point,) = [p for p in receiver.data_points("http.client.request.duration")
+                if attrs_of(p.attributes).get("http.request.method") == "GET"][:1]
+    assert list(point.explicit_bounds)[:3] == [0.005, 0.01, 0.025]  # the instrumentation's advice
