@@ -247,6 +247,32 @@ def _tokens(usage: Any, into: dict[str, int]) -> None:
         into[signals.TOKEN_OUTPUT] = out
 
 
+class _ExceptionEvent:
+    """An exception as the caller saw it when the call ended, for a span ended later.
+
+    The SDK formats an exception's stack trace when the event is recorded; on the
+    deferred worker the traceback would by then hold the frames the exception
+    passed through afterwards, and any notes added to it since. This keeps the
+    caller's view: type, message and stack trace taken at the end of the call.
+    """
+
+    __slots__ = ("attributes", "exception")
+
+    def __init__(self, exception: BaseException) -> None:
+        import traceback
+
+        self.exception = exception
+        self.attributes = {
+            "exception.message": str(exception),
+            "exception.stacktrace": "".join(traceback.format_exception(
+                type(exception), exception, exception.__traceback__)),
+        }
+
+
+def _exception_event(exception: BaseException | None) -> Any:
+    return _ExceptionEvent(exception) if exception is not None else None
+
+
 class LLMCall:
     """One GenAI client call: start it, feed it the response (or stream events), end it once.
 
@@ -395,12 +421,22 @@ class LLMCall:
         if error_type:
             attrs[signals.ERROR_TYPE] = error_type
         if self._own and otel.spans_end_later():
-            otel.later(self._complete, duration, end_ns, error_type, exception, span_attributes)
+            try:
+                otel.later(self._complete, duration, end_ns, error_type, _exception_event(exception),
+                           span_attributes)
+            except Exception:  # noqa: BLE001 - no worker to be had: the caller's thread does it
+                otel.swallowed("genai.later")
+                self._complete(duration, end_ns, error_type, exception, span_attributes,
+                               otel.record_later)
         elif self._own:  # the app's TracerProvider: its processors see the span end on return
             self._complete(duration, end_ns, error_type, exception, span_attributes, otel.record_later)
         else:  # the SDK ends its span when this returns: its attributes now, the records later
             self._enrich(error_type, exception, span_attributes, attempt_failed)
-            otel.later(self._record, duration)
+            try:
+                otel.later(self._record, duration)
+            except Exception:  # noqa: BLE001 - no worker to be had: recorded the slower way
+                otel.swallowed("genai.later")
+                self._record(duration, otel.record_later)
         if error_type or _debug_on():
             try:
                 fields = {
@@ -422,17 +458,18 @@ class LLMCall:
                 otel.swallowed("genai.end.log")
 
     def _complete(self, duration: float, end_ns: int, error_type: str | None,
-                  exception: BaseException | None, span_attributes: dict[str, Any] | None,
-                  record: Any = otel.record_now) -> None:
+                  exception: BaseException | _ExceptionEvent | None,
+                  span_attributes: dict[str, Any] | None, record: Any = otel.record_now) -> None:
         """Our own span: its end attributes and status, the metric records, its end at ``end_ns``."""
         try:
-            self._enrich(error_type, exception, span_attributes, False)
+            self._enrich(error_type, exception, span_attributes, False, end_ns)
             self._record(duration, record)
         finally:
             self._span.end(end_time=end_ns)
 
-    def _enrich(self, error_type: str | None, exception: BaseException | None,
-                span_attributes: dict[str, Any] | None, attempt_failed: bool) -> None:
+    def _enrich(self, error_type: str | None, exception: BaseException | _ExceptionEvent | None,
+                span_attributes: dict[str, Any] | None, attempt_failed: bool,
+                end_ns: int | None = None) -> None:
         """The span's end attributes in one call, and its failure."""
         span = self._span
         try:
@@ -451,7 +488,11 @@ class LLMCall:
                 end_attrs[signals.GEN_AI_USAGE_OUTPUT_TOKENS] = self.usage[signals.TOKEN_OUTPUT]
             span.set_attributes(end_attrs)
             if error_type and (self._own or not attempt_failed):
-                otel.fail_span(span, error_type, exception)
+                if isinstance(exception, _ExceptionEvent):  # taken when the call ended
+                    otel.fail_span(span, error_type, exception.exception,
+                                   attributes=exception.attributes, timestamp=end_ns)
+                else:
+                    otel.fail_span(span, error_type, exception)
         except Exception:  # noqa: BLE001 - telemetry never breaks the call
             otel.swallowed("genai.end")
 

@@ -201,25 +201,30 @@ class _Deferred:
         self._start_lock = threading.Lock()
         self._drain_lock = threading.Lock()
 
-    def record(self, m: Metric, value: float, attrs: dict[str, Any], where: Any) -> None:
+    def record(self, m: Metric, value: float, attrs: dict[str, Any], where: Any) -> bool:
+        """Queue one item; False (nothing queued) when the queue is full.
+
+        The worker is started before the first item is queued: if it cannot start
+        (no thread to be had), this raises and nothing is left queued.
+        """
+        if self._thread is None:
+            self._start()
         q = self.queue
         if len(q) >= MAX_DEFERRED:
-            self.dropped += 1
-            return
+            return False
         q.append((m, value, attrs, where))
         # after the append: a worker that cleared the event since then drains this record
         if not self._wake.is_set():
             self._wake.set()
-            if self._thread is None:
-                self._start()
+        return True
 
     def _start(self) -> None:
         with self._start_lock:
             if self._thread is not None:
                 return
-            self._thread = threading.Thread(target=self._run, name="routerscope-metrics",
-                                            daemon=True)
-            self._thread.start()
+            thread = threading.Thread(target=self._run, name="routerscope-metrics", daemon=True)
+            thread.start()
+            self._thread = thread  # only once it runs: a failed start is tried again next time
 
     def _run(self) -> None:
         wake, pause = self._wake, threading.Event()
@@ -230,41 +235,62 @@ class _Deferred:
             self.drain()
 
     def drain(self) -> None:
-        with background_work(), self._drain_lock:  # a fork() waits: SDK locks stay consistent
+        """Apply what is queued, in order, on this thread.
+
+        Metric records going to the SDK are applied inside the fork gate (its locks
+        stay consistent in a child); deferred calls (span ends) run outside it, so a
+        slow span processor never makes ``fork()`` wait.
+        """
+        with self._drain_lock:
             q = self.queue
-            last_span: Any = None
-            last_ctx: Any = None
             while q:
-                try:
-                    m, value, attrs, where = q.popleft()
-                except IndexError:
+                with background_work():
+                    item = self._apply_records(q)
+                if item is None:
                     return
                 try:
-                    if m is None:  # later(fn, *args)
-                        value(*attrs)
-                        continue
-                    sink = _sink
-                    if sink is not None and sink(m, value, attrs,
-                                                 where if isinstance(where, Span) else None
-                                                 if where is None else trace.get_current_span(where)):
-                        continue
-                    if isinstance(where, Span):  # one context per span: its records come together
-                        if where is not last_span:
-                            last_span, last_ctx = where, trace.set_span_in_context(where)
-                        ctx = last_ctx
-                    else:
-                        ctx = where
-                    inst = instrument(m)
-                    if m.kind in ("counter", "updowncounter"):
-                        inst.add(value, attrs, context=ctx)
-                    else:
-                        inst.record(value, attrs, context=ctx)
-                except Exception:  # noqa: BLE001 - counted here and by swallowed()
-                    self.dropped += 1
-                    swallowed("metrics.deferred")
+                    item[1](*item[2])  # later(fn, *args)
+                except Exception:  # noqa: BLE001 - counted by swallowed()
+                    swallowed("deferred.call")
+
+    def _apply_records(self, q: deque[tuple[Any, ...]]) -> tuple[Any, ...] | None:
+        """Apply queued metric records up to the next deferred call, which is returned (None: empty)."""
+        last_span: Any = None
+        last_ctx: Any = None
+        while q:
+            try:
+                item = q.popleft()
+            except IndexError:
+                return None
+            m, value, attrs, where = item
+            if m is None:
+                return item
+            try:
+                sink = _sink
+                if sink is not None and sink(m, value, attrs,
+                                             where if isinstance(where, Span) else None
+                                             if where is None else trace.get_current_span(where)):
+                    continue
+                if isinstance(where, Span):  # one context per span: its records come together
+                    if where is not last_span:
+                        last_span, last_ctx = where, trace.set_span_in_context(where)
+                    ctx = last_ctx
+                else:
+                    ctx = where
+                inst = instrument(m)
+                if m.kind in ("counter", "updowncounter"):
+                    inst.add(value, attrs, context=ctx)
+                else:
+                    inst.record(value, attrs, context=ctx)
+            except Exception:  # noqa: BLE001 - counted here and by swallowed()
+                self.dropped += 1
+                swallowed("metrics.deferred")
+        return None
 
     def later(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
-        self.record(None, fn, args, None)  # type: ignore[arg-type]  # (None, fn, args): a call
+        # (None, fn, args): a call; with the queue full it runs now, on the caller (back-pressure)
+        if not self.record(None, fn, args, None):  # type: ignore[arg-type]
+            fn(*args)
 
     def _after_fork(self) -> None:
         self.queue = deque()  # the parent applies what it queued; the child would do it twice
@@ -304,7 +330,8 @@ def record_later(m: Metric, value: float, attrs: dict[str, Any], *,
     ``span`` when given (the operation's own span, which may not be current),
     else the caller's current context, captured here on the caller's thread.
     """
-    _deferred.record(m, value, attrs, span if span is not None else get_current())
+    if not _deferred.record(m, value, attrs, span if span is not None else get_current()):
+        _deferred.dropped += 1
 
 
 _end_later = False
@@ -330,10 +357,11 @@ def record_now(m: Metric, value: float, attrs: dict[str, Any], span: Span) -> No
         except Exception:  # noqa: BLE001 - the SDK way below still records it
             swallowed("metrics.sink")
     inst = instrument(m)
-    if m.kind in ("counter", "updowncounter"):
-        inst.add(value, attrs, context=trace.set_span_in_context(span))
-    else:
-        inst.record(value, attrs, context=trace.set_span_in_context(span))
+    with background_work():  # the SDK's locks: a fork() waits for the record
+        if m.kind in ("counter", "updowncounter"):
+            inst.add(value, attrs, context=trace.set_span_in_context(span))
+        else:
+            inst.record(value, attrs, context=trace.set_span_in_context(span))
 
 
 def later(fn: Callable[..., None], *args: Any) -> None:
@@ -341,6 +369,8 @@ def later(fn: Callable[..., None], *args: Any) -> None:
 
     The work runs on the worker within :data:`DEFERRED_FLUSH_INTERVAL` seconds, or at
     :func:`drain` (every flush and shutdown). An exception in it is swallowed and counted.
+    With the queue full it runs now, on the caller's thread; if the worker cannot be
+    started this raises (nothing is queued) and the caller does the work itself.
     """
     _deferred.later(fn, args)
 
@@ -357,10 +387,15 @@ def deferred_dropped() -> int:
 # --- spans and swallowed errors ------------------------------------------------------------
 
 
-def fail_span(span: Span, error_type: str, exception: BaseException | None = None) -> None:
-    """Mark ``span`` failed: ``error.type``, ERROR status, and the exception event if there is one."""
+def fail_span(span: Span, error_type: str, exception: BaseException | None = None, *,
+              attributes: dict[str, Any] | None = None, timestamp: int | None = None) -> None:
+    """Mark ``span`` failed: ``error.type``, ERROR status, and the exception event if there is one.
+
+    ``attributes`` and ``timestamp`` go to the exception event (a stack trace taken
+    earlier replaces the one the SDK would format now).
+    """
     if exception is not None:
-        span.record_exception(exception)
+        span.record_exception(exception, attributes=attributes, timestamp=timestamp)
     span.set_status(Status(StatusCode.ERROR, error_type))
     span.set_attribute(signals.ERROR_TYPE, error_type)
 

@@ -56,12 +56,39 @@ _OVERFLOW: Final[dict[str, Any]] = {"otel.metric.overflow": True}
 _DEFAULT_LIMIT: Final = 2000
 
 ALWAYS_ON, ALWAYS_OFF, TRACE_BASED = "always_on", "always_off", "trace_based"
+MAX_KEYS_PER_SET: Final = 8
+"""Insertion orders remembered per attribute set (the SDK's key ignores the order)."""
+
+
+def _canon_value(v: Any) -> Any:
+    if isinstance(v, list | tuple):
+        return ("sequence", tuple(_canon_value(x) for x in v))
+    try:
+        hash(v)
+    except TypeError:
+        return ("unhashable", type(v).__name__, repr(v))
+    return (type(v).__name__, v)
 
 
 def _canon(attrs: dict[str, Any]) -> tuple[Any, ...]:
-    """The attribute set as the SDK keys it: order-free, and True, 1 and 1.0 apart."""
-    return tuple(sorted((k, type(v).__name__, v if not isinstance(v, list) else tuple(v))
-                        for k, v in attrs.items()))
+    """The attribute set as the SDK keys it: order-free, True, 1 and 1.0 apart, lists by value."""
+    return tuple(sorted((k, _canon_value(v)) for k, v in attrs.items()))
+
+
+_OVERFLOW_CANON: Final = _canon(_OVERFLOW)
+_PLAIN: Final = frozenset({str, bool, int, float})
+
+
+def _cleaned(attrs: dict[str, Any]) -> dict[str, Any]:
+    """``attrs`` as the SDK's ``Measurement`` keeps them; ``attrs`` itself when that changes nothing."""
+    for v in attrs.values():
+        if type(v) not in _PLAIN:
+            break
+    else:
+        return attrs
+    from opentelemetry.attributes import _clean_attribute_value
+
+    return dict(_clean_attribute_value(attrs, None) or {})
 
 
 class _Agg:
@@ -95,19 +122,25 @@ class _Stream:
         self.prev_collect: int | None = None
         self.lock = threading.Lock()
 
-    def new(self, key: tuple[Any, ...], attrs: dict[str, Any], now: int) -> _Agg:
-        """Called with the lock held: the aggregation of a set not seen under ``key``."""
+    def new(self, key: Any, attrs: dict[str, Any], now: int) -> _Agg:
+        """Called with the lock held: the aggregation of a set not seen under ``key``.
+
+        A set past the cardinality limit goes to the overflow point and its key is
+        not remembered (the SDK keeps nothing per overflowing set either): memory
+        stays bounded by the limit whatever the attribute values.
+        """
         canon = _canon(attrs)
         agg = self.canon.get(canon)
         if agg is None:
             if len(self.canon) >= self.limit:
-                canon = _canon(_OVERFLOW)
+                canon = _OVERFLOW_CANON
                 agg = self.canon.get(canon)
                 if agg is None:
                     agg = self.canon[canon] = _Agg(dict(_OVERFLOW), self.prev_collect or now)
-            else:
-                agg = self.canon[canon] = _Agg(dict(attrs), self.prev_collect or now)
-        self.aggs[key] = agg
+                return agg
+            agg = self.canon[canon] = _Agg(dict(attrs), self.prev_collect or now)
+        if key is not None:
+            self.aggs[key] = agg
         return agg
 
     def collect(self, now: int, point_cls: Any, exemplar_cls: Any) -> list[Any]:
@@ -227,14 +260,21 @@ class FastHistograms:
         # the value types are in the key: True, 1 and 1.0 are different sets, as in the SDK
         key = (tuple(attrs.items()), tuple(map(type, attrs.values())))
         idx = bisect_left(streams[0].bounds, value)
+        cleaned: dict[str, Any] | None = None
         for st in streams:
             with st.lock:
                 try:
                     agg = st.aggs.get(key)
-                except TypeError:  # an unhashable value (a list): the SDK way
-                    return False
+                except TypeError:  # an unhashable value (a list): found by its canonical key
+                    agg = None
                 if agg is None:
-                    agg = st.new(key, attrs, now)
+                    if cleaned is None:  # as the SDK's Measurement cleans them (lists to tuples...)
+                        cleaned = _cleaned(attrs)
+                        if cleaned is not attrs and exemplar is not None:
+                            exemplar = (value, now, cleaned, exemplar[3], exemplar[4])
+                    # a key is remembered for attributes the cleaning leaves as they are
+                    cacheable = cleaned is attrs and len(st.aggs) < st.limit * MAX_KEYS_PER_SET
+                    agg = st.new(key if cacheable else None, cleaned, now)
                 counts = agg.counts
                 if counts is None:
                     counts = agg.counts = [0] * (len(st.bounds) + 1)
@@ -250,7 +290,7 @@ class FastHistograms:
                         agg.ex = {idx: exemplar}
                     elif exemplar[3] is None and idx in ex:
                         old = ex[idx]
-                        ex[idx] = (value, now, attrs, old[3], old[4])
+                        ex[idx] = (value, now, exemplar[2], old[3], old[4])
                     else:
                         ex[idx] = exemplar
         return True
@@ -390,7 +430,12 @@ def attach(meter_provider: Any, readers: Sequence[Any], exemplar_filter: str, sc
     from opentelemetry.sdk.metrics.export import AggregationTemporality
 
     conf = getattr(meter_provider, "_sdk_config", None)
-    if conf is None or list(getattr(conf, "views", ()) or ()):
+    if conf is None or list(getattr(conf, "views", ()) or ()) or not readers:
+        return None
+    try:  # what collection builds points with: an SDK without them keeps its own aggregation
+        from opentelemetry.sdk.metrics._internal.exemplar import Exemplar  # noqa: F401
+        from opentelemetry.sdk.metrics.export import HistogramDataPoint  # noqa: F401
+    except ImportError:
         return None
     shapes = []
     for reader in readers:

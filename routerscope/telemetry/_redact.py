@@ -30,6 +30,8 @@ from routerscope.telemetry._secrets import _QUICK, REDACTED, has_secret, redact,
 _found_clean: set[str] = set()
 """Strings a search found no secret in (a span's model, host, URL... repeat on every call)."""
 _CLEAN_MAX: Final = 4096
+_CLEAN_MAX_LEN: Final = 256
+"""Longer strings are searched every time, never kept: the set holds at most ~1 MB."""
 
 
 def _strings(attrs: Mapping[str, Any] | None, parts: list[str]) -> None:
@@ -50,9 +52,10 @@ def _strings(attrs: Mapping[str, Any] | None, parts: list[str]) -> None:
 def _span_has_secret(span: ReadableSpan) -> bool:
     """One regex search over the span's name, status and every attribute and event string.
 
-    Strings already found clean are skipped; the ones searched now are remembered
-    when nothing is found (a match inside one string is a match in the joined text,
-    since the pattern looks at no context; the set is emptied when it is full).
+    Strings already found clean are skipped; the short ones searched now are
+    remembered when nothing is found (a match inside one string is a match in the
+    joined text, since the pattern looks at no context; the set is emptied when
+    it is full).
     """
     parts: list[str] = [] if span.name in _found_clean else [span.name]
     _strings(getattr(span, "_attributes", None) or span.attributes, parts)  # no read-only proxy
@@ -66,9 +69,10 @@ def _span_has_secret(span: ReadableSpan) -> bool:
         return False
     if _QUICK.search("\n".join(parts)) is not None:
         return True
-    if len(_found_clean) + len(parts) > _CLEAN_MAX:
+    short = [p for p in parts if len(p) <= _CLEAN_MAX_LEN]  # not prompts, stack traces...
+    if len(_found_clean) + len(short) > _CLEAN_MAX:
         _found_clean.clear()
-    _found_clean.update(parts)
+    _found_clean.update(short)
     return False
 
 

@@ -193,10 +193,11 @@ def _configure_metrics(state: _State, sdk: SdkArgs, readers: Sequence[Any], otlp
     # the hot-path histograms: aggregated by routerscope, exported as this provider's points
     fast = attach(mp, all_readers, sdk.exemplar_filter,
                   InstrumentationScope(otel.SCOPE, __version__, None, None))
-    if fast is not None:
+    metrics.set_meter_provider(mp)
+    # only where mp is the global provider (an app's own non-SDK provider may have kept its place)
+    if fast is not None and metrics.get_meter_provider() is mp:
         otel.set_record_sink(fast.record)
         state.fast = fast
-    metrics.set_meter_provider(mp)
     state.meter_provider = mp
     state.owned.append(mp)
 
@@ -222,6 +223,46 @@ def _fork_safe_reader(base: type) -> type:
             super()._at_fork_reinit()
 
     return ForkSafeReader
+
+
+def _own_tracer_provider(base: type) -> type:
+    """routerscope's TracerProvider: a span processor the app adds turns off late span ends."""
+    class OwnTracerProvider(base):  # type: ignore[misc]
+        sealed = False
+
+        def add_span_processor(self, span_processor: Any) -> None:
+            if self.sealed:  # the app's own processor: LLM call spans end before the call returns
+                otel.set_spans_end_later(False)
+                otel.drain()
+            super().add_span_processor(span_processor)
+
+    return OwnTracerProvider
+
+
+class _DrainFirst:
+    """The first span processor of routerscope's TracerProvider: its flush and shutdown drain first.
+
+    LLM call spans end on the deferred worker; a ``force_flush()`` or
+    ``shutdown()`` called on the provider itself (not through routerscope) then
+    ends them before the batch processors flush.
+    """
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        return None
+
+    def _on_ending(self, span: Any) -> None:
+        return None
+
+    def on_end(self, span: Any) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        otel.set_spans_end_later(False)
+        otel.drain()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        otel.drain()
+        return True
 
 
 def _sampler(sdk: SdkArgs) -> Any:
@@ -257,9 +298,10 @@ def _configure_traces(state: _State, sdk: SdkArgs, exporters: Sequence[Any], otl
     # The SDK's per-span counters (otel.sdk.span.*) cost two or three metric records on
     # every span; the processors' and exporters' metrics (dropped spans, queue depth,
     # export failures: per batch, cheap) keep the real meter provider below.
-    tp = TracerProvider(resource=state.resource, shutdown_on_exit=False,
-                        sampler=_sampler(sdk), span_limits=SpanLimits(**sdk.span_limits),
-                        meter_provider=NoOpMeterProvider())
+    tp = _own_tracer_provider(TracerProvider)(
+        resource=state.resource, shutdown_on_exit=False, sampler=_sampler(sdk),
+        span_limits=SpanLimits(**sdk.span_limits), meter_provider=NoOpMeterProvider())
+    tp.add_span_processor(_DrainFirst())
     all_exporters = list(exporters)
     if otlp:
         from routerscope.telemetry._exporters import LazyOTLPSpanExporter
@@ -278,7 +320,10 @@ def _configure_traces(state: _State, sdk: SdkArgs, exporters: Sequence[Any], otl
     trace.set_tracer_provider(tp)
     state.tracer_provider = tp
     state.owned.append(tp)
-    otel.set_spans_end_later(True)  # batch processors only; force_flush and shutdown drain first
+    tp.sealed = True  # a processor the app adds from now on sees spans end on the caller's thread
+    # batch processors only (force_flush and shutdown drain first); only where tp is the
+    # global provider (an app's own non-SDK provider may have kept its place)
+    otel.set_spans_end_later(trace.get_tracer_provider() is tp)
 
 
 def _configure_logs(state: _State, sdk: SdkArgs, exporters: Sequence[Any], otlp: bool) -> None:
@@ -321,13 +366,17 @@ def _configure_logs(state: _State, sdk: SdkArgs, exporters: Sequence[Any], otlp:
 
 def force_flush(timeout_s: float = 5.0) -> bool:
     """Apply deferred records and flush every provider we own, within ``timeout_s``."""
+    import time
+
     st = _state
-    otel.drain()
+    t0 = time.monotonic()
+    drained = _run_bounded([otel.drain], timeout_s)  # a slow span processor: bounded all the same
     if st is None:
-        return True
+        return drained
+    rest = max(0.0, timeout_s - (time.monotonic() - t0))
     return _run_bounded([p.force_flush for p in (st.meter_provider, st.tracer_provider,
                                                  st.logger_provider)
-                         if p is not None and hasattr(p, "force_flush")], timeout_s)
+                         if p is not None and hasattr(p, "force_flush")], rest) and drained
 
 
 def _run_bounded(calls: list[Any], timeout_s: float) -> bool:
@@ -378,7 +427,7 @@ def shutdown(timeout_s: float | None = None) -> bool:
     t0 = time.monotonic()
     atexit.unregister(shutdown)
     otel.set_spans_end_later(False)  # a call ending from now on ends its span before it returns
-    otel.drain()
+    _run_bounded([otel.drain], timeout * 0.2)
     uninstall_logging()
     try:
         closed = [e for e in st.lazy_exporters if e.close_if_unreachable()]
@@ -405,7 +454,7 @@ def shutdown(timeout_s: float | None = None) -> bool:
     traces_logs = [p.shutdown for p in (st.tracer_provider, st.logger_provider)
                    if p in st.owned]
     ok = _run_bounded(traces_logs, timeout * 0.6)
-    otel.drain()
+    _run_bounded([otel.drain], max(0.0, timeout - (time.monotonic() - t0)))
     rest = max(0.0, timeout - (time.monotonic() - t0))
     ok = _run_bounded([p.shutdown for p in (st.meter_provider,) if p in st.owned], rest) and ok
     otel.set_record_sink(None)  # after the final collection, which carried its histograms

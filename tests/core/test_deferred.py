@@ -64,3 +64,80 @@ def test_idle_worker_wakes_for_a_later_record(reader: InMemoryMetricReader) -> N
     assert wait_until(lambda: not d._wake.is_set(), timeout=10)  # nothing queued: asleep
     d.record(m, 0.7, {signals.HTTP_REQUEST_METHOD: "GET"}, None)
     assert wait_until(lambda: _count(reader, m.name) == 2, timeout=10)
+
+
+def test_worker_that_cannot_start_leaves_nothing_queued_and_is_retried(
+        reader: InMemoryMetricReader, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed thread start raises before anything is queued; the next record starts the worker."""
+    d = otel._Deferred()
+    real_start = threading.Thread.start
+    fails = [1]
+
+    def start(self: threading.Thread) -> None:
+        if fails:
+            fails.pop()
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    ran: list[int] = []
+    with pytest.raises(RuntimeError):
+        d.later(ran.append, (1,))
+    assert not d.queue and d._thread is None
+    d.later(ran.append, (2,))
+    assert wait_until(lambda: ran == [2], timeout=10)
+
+
+def test_full_queue_runs_deferred_calls_on_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the queue full a deferred call runs at once (back-pressure), never dropped."""
+    d = otel._Deferred()
+    monkeypatch.setattr(otel, "MAX_DEFERRED", 3)
+    d._thread = threading.current_thread()  # no worker: the queue only fills
+    ran: list[int] = []
+    for i in range(5):
+        d.later(ran.append, (i,))
+    assert ran == [3, 4] and len(d.queue) == 3
+    d.drain()
+    assert ran == [3, 4, 0, 1, 2]
+
+
+def test_a_late_span_end_keeps_the_exception_as_the_caller_saw_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ended on the worker, the exception event has the stack and message of the call's end."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from routerscope.core.genai import LLMCall
+
+    mem = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(mem))
+    monkeypatch.setattr(otel, "_tracer", tp.get_tracer("t"))
+    monkeypatch.setattr(otel, "_end_later", True)
+    call = LLMCall(operation="chat", model="m", provider="openai", server_address="h")
+
+    def http_layer() -> None:
+        try:
+            raise ConnectionError("refused")
+        except ConnectionError as exc:
+            call.end("ConnectionError", exception=exc)
+            raise
+
+    def app_handler_far_up() -> None:
+        try:
+            http_layer()
+        except ConnectionError as exc:
+            exc.add_note("user secret note")
+            raise
+
+    with pytest.raises(ConnectionError):
+        app_handler_far_up()
+    assert not mem.get_finished_spans()  # still queued for the worker
+    otel.drain()
+    (span,) = mem.get_finished_spans()
+    (event,) = span.events
+    stack = str(dict(event.attributes or {})["exception.stacktrace"])
+    assert "http_layer" in stack and "app_handler_far_up" not in stack
+    assert "user secret note" not in stack
+    assert span.end_time is not None and event.timestamp == span.end_time

@@ -310,3 +310,46 @@ def test_llm_span_ends_off_thread_at_the_calls_end(receiver: OTLPReceiver, provi
     chat = [s for _, s in receiver.spans() if s.name == "chat m1"]
     assert len(chat) == 1, [s.name for _, s in receiver.spans()]
     assert chat[0].start_time_unix_nano < chat[0].end_time_unix_nano <= returned
+
+
+def test_providers_own_flush_and_an_apps_processor_see_llm_spans(receiver: OTLPReceiver,
+                                                                 provider: FakeProvider) -> None:
+    """The provider's own force_flush() ends queued LLM spans; a processor the app adds sees them at once."""
+    code = (
+        "import sys, requests, routerscope.auto\n"
+        "from opentelemetry import trace\n"
+        "import routerscope.core.otel as o\n"
+        "o.DEFERRED_FLUSH_INTERVAL = 60\n"
+        f"url = {provider.base_url!r} + '/chat/completions'\n"
+        "requests.post(url, json={'model': 'm1'})\n"
+        "tp = trace.get_tracer_provider()\n"
+        "print(len(o._deferred.queue) > 0)\n"
+        "tp.force_flush()  # the SDK's flush, not routerscope's: the queued span ends first\n"
+        "print(len(o._deferred.queue))\n"
+        "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+        "from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter\n"
+        "mine = InMemorySpanExporter(); tp.add_span_processor(SimpleSpanProcessor(mine))\n"
+        "requests.post(url, json={'model': 'm2'})\n"
+        "print([s.name for s in mine.get_finished_spans()], o.spans_end_later())\n"
+    )
+    out = run_python(code, _env(receiver, provider))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:3] == ["True", "0", "['chat m2'] False"]
+    assert receiver.wait_for(lambda: {"chat m1", "chat m2"} <= {s.name for _, s in receiver.spans()}, 10)
+
+
+def test_a_foreign_provider_that_keeps_its_place_gets_no_late_spans_nor_fast_metrics(
+        receiver: OTLPReceiver, provider: FakeProvider) -> None:
+    """Where the app's own (non-SDK) providers stay global, spans end on return and records go the SDK way."""
+    code = (
+        "from opentelemetry import metrics, trace\n"
+        "class Mine(trace.NoOpTracerProvider): pass\n"
+        "class MyMeters(metrics.NoOpMeterProvider): pass\n"
+        "trace.set_tracer_provider(Mine()); metrics.set_meter_provider(MyMeters())\n"
+        "import routerscope.auto\n"
+        "import routerscope.core.otel as o\n"
+        "print(o.spans_end_later(), o._sink is None)\n"
+    )
+    out = run_python(code, _env(receiver, provider))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]

@@ -76,6 +76,8 @@ def _attr_sets() -> list[dict[str, Any]]:
     sets.append({**base, "flag": True})
     sets.append({**base, "flag": 1})  # True and 1 are two sets
     sets.append({**base, "flag": 1.0})  # and 1.0 a third
+    sets.append({**base, "tags": ["a", "b"]})  # a list value: no hashable key, found by its value
+    sets.append({**base, "tags": ["a", "b"]})
     sets.append({})
     return sets
 
@@ -186,17 +188,18 @@ def test_dropped_values_as_the_sdk(clock: Clock) -> None:
 
 
 def test_not_taken_where_it_could_differ() -> None:
-    """Not attached to a provider with views or a non-default histogram aggregation; counters not taken."""
+    """Not attached to a provider with views, a non-default histogram aggregation or no reader."""
     r = InMemoryMetricReader()
     mp = MeterProvider(metric_readers=[r], views=[View(instrument_name="x")])
     assert attach(mp, [r], "trace_based", SCOPE) is None
     r2 = InMemoryMetricReader(preferred_aggregation={Histogram: ExponentialBucketHistogramAggregation()})
     mp2 = MeterProvider(metric_readers=[r2])
     assert attach(mp2, [r2], "trace_based", SCOPE) is None
+    mp3 = MeterProvider(metric_readers=[])
+    assert attach(mp3, [], "trace_based", SCOPE) is None
     fast = FastHistograms([(False, 2000)], "trace_based")
-    assert not fast.record(signals.POOL_RETRIES, 1, {}, None)
-    assert not fast.record(signals.GEN_AI_CLIENT_OPERATION_DURATION, 0.1, {"l": [1, 2]}, None)
-    for p in (mp, mp2):
+    assert not fast.record(signals.POOL_RETRIES, 1, {}, None)  # a counter: the SDK's
+    for p in (mp, mp2, mp3):
         p.shutdown()
 
 
@@ -270,3 +273,15 @@ def _normal_any(data: MetricsData) -> dict[str, Any]:
                          for p in m.data.data_points)
             out[m.name] = (m.data.aggregation_temporality, pts)  # type: ignore[union-attr]
     return out
+
+
+def test_memory_stays_bounded_past_the_limit() -> None:
+    """Attribute sets past the cardinality limit leave nothing behind per set (as in the SDK)."""
+    fast = FastHistograms([(False, 50)], "always_off")
+    m = signals.GEN_AI_CLIENT_OPERATION_DURATION
+    for i in range(5000):
+        fast.record(m, 0.5, {signals.GEN_AI_REQUEST_MODEL: f"m{i}"}, None)
+    st = fast._streams[m.name][0]
+    assert len(st.canon) == 51 and len(st.aggs) == 50  # 50 sets and the overflow point
+    [(_, _, points)] = fast.collect(0)
+    assert sum(p.count for p in points) == 5000

@@ -128,6 +128,9 @@ def test_strings_found_clean_never_hide_a_later_secret() -> None:
     with t.start_as_current_span("chat m", attributes={"model": "m", "host": "h"}):
         pass
     assert {"chat m", "m", "h"} <= _redact._found_clean
+    with t.start_as_current_span("chat m", attributes={"prompt": "x" * 10_000}):
+        pass
+    assert "x" * 10_000 not in _redact._found_clean  # long strings are never kept
     for i in range(_redact._CLEAN_MAX + 10):  # fills the set: it is emptied, not grown
         with t.start_as_current_span("chat m", attributes={"id": f"id-{i}"}):
             pass
