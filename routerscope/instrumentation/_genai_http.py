@@ -29,6 +29,7 @@ import contextlib
 import contextvars
 import json
 import logging
+import sys
 import time
 import weakref
 from collections.abc import Iterator, MutableMapping
@@ -103,11 +104,24 @@ def _json(body: Any) -> dict[str, Any] | None:
 
 def _sdk_span() -> Any:
     """The current span when it is an SDK's own span for this call (enriched, not nested)."""
+    if "anthropic" not in sys.modules:  # the only SDK whose span is enriched
+        return None
     span = trace.get_current_span()
     scope = getattr(span, "instrumentation_scope", None)
     if scope is not None and getattr(scope, "name", None) in ENRICHED_SCOPES and span.is_recording():
         return span
     return None
+
+
+_inject: Any = None
+
+
+def _load_inject() -> Any:
+    global _inject
+    from opentelemetry.propagate import inject  # after set-up: never at import
+
+    _inject = inject
+    return inject
 
 
 class _Scope:
@@ -126,9 +140,7 @@ class _Scope:
         self._recording = start_recording()
         if self._headers is not None:
             try:
-                from opentelemetry.propagate import inject  # after set-up: never at import
-
-                inject(self._headers)
+                (_inject or _load_inject())(self._headers)
             except Exception:  # noqa: BLE001 - the call goes out without trace context
                 otel.swallowed("genai.inject")
 

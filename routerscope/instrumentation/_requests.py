@@ -40,6 +40,9 @@ _OTLP_PATHS: Final = ("/v1/traces", "/v1/metrics", "/v1/logs")
 
 _base_send: Any = None  # requests' own Session.send
 _next_send: Any = None  # what the wrapper calls: the base, or the requests instrumentation over it
+# _next_send is the requests instrumentation wrapping this wrapper directly: inside an LLM call
+# (HTTP instrumentation suppressed) it only passes the call back, so the wrapper goes to the base
+_skip_beneath = False
 _INSIDE: contextvars.ContextVar[bool] = contextvars.ContextVar("routerscope_requests_send",
                                                                default=False)
 _first_request_seen = False
@@ -82,6 +85,15 @@ def _send(self: Any, request: Any, **kwargs: Any) -> Any:
                                       "completions/", "embeddings/", "responses/", "messages/")):
         host, port, scheme, path = _url_parts(url)
         tracked = start(request.method or "POST", url, host, port, scheme, path, request.body)
+    if tracked is not None and _skip_beneath:  # the layer beneath would only pass it through
+        try:
+            with tracked.scope(request.headers):
+                resp = _base_send(self, request, **kwargs)
+        except BaseException as exc:
+            tracked.fail(exc)
+            raise
+        _observe(tracked, resp, bool(kwargs.get("stream")))
+        return resp
     token = _INSIDE.set(True) if _next_send is not _base_send else None
     try:
         if tracked is None:
@@ -177,7 +189,7 @@ def patch_genai(*, capture_content: bool | None = None) -> None:
 
 def reorder() -> None:
     """Put the GenAI wrapper back on top of whatever wrapped it since (one assignment)."""
-    global _next_send
+    global _next_send, _skip_beneath
     import requests
 
     with _lock:
@@ -185,6 +197,8 @@ def reorder() -> None:
         if _base_send is None or current is _send:
             return
         _next_send = current
+        _skip_beneath = (getattr(current, "__wrapped__", None) is _send and bool(
+            getattr(current, "opentelemetry_instrumentation_requests_applied", False)))
         requests.Session.send = _send  # type: ignore[method-assign]
 
 
@@ -196,7 +210,7 @@ def instrument_beneath(instrument: Any) -> None:
 
 
 def unpatch_genai() -> None:
-    global _base_send, _next_send
+    global _base_send, _next_send, _skip_beneath
     import requests
 
     with _lock:
@@ -204,6 +218,7 @@ def unpatch_genai() -> None:
             requests.Session.send = (_next_send if _next_send is not None  # type: ignore[method-assign]
                                      else _base_send)
         _base_send = _next_send = None
+        _skip_beneath = False
 
 
 # --- every urllib3 pool ------------------------------------------------------------------

@@ -42,3 +42,21 @@ def _check(provider: FakeProvider, receiver: OTLPReceiver) -> None:
         assert len(genai) == 1, (name, genai)
         got = genai[0].get(signals.ERROR_TYPE)
         assert got == error, (name, got)
+
+
+def test_redirected_llm_call_is_one_span(receiver: OTLPReceiver, provider: FakeProvider) -> None:
+    """A 307 the app's requests follows stays one GenAI span with the final answer, no HTTP span beside it."""
+    provider.enqueue(Fault(status=307, headers={"Location": "/v1/chat/completions"}, body=""))
+    code = ("import routerscope.auto, requests\n"
+            "from routerscope.instrumentation import wait_instrumented\n"
+            "assert wait_instrumented()\n"
+            f"r = requests.post({provider.base_url!r} + '/chat/completions', json={{'model': 'm1'}})\n"
+            "print(r.status_code, len(r.history))\n")
+    out = run([sys.executable, "-c", code], env_for(receiver, provider))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["200", "1"]
+    assert receiver.wait_for(lambda: any(s.name == "chat m1" for _, s in receiver.spans()), 10)
+    spans = [s for _, s in receiver.spans()]
+    assert [s.name for s in spans] == ["chat m1"]
+    attrs = {kv.key: kv.value for kv in spans[0].attributes}
+    assert attrs[signals.GEN_AI_USAGE_OUTPUT_TOKENS].int_value > 0
