@@ -244,8 +244,12 @@ def _env(run: Run, receiver: str) -> dict[str, str]:
            and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
     env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver,
                 "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-                # no periodic metric export inside a measured block: only the calls differ
-                "OTEL_METRIC_EXPORT_INTERVAL": "600000",
+                # no periodic metric export inside a measured block: only the calls differ;
+                # spans are exported by the flush before each dump mark, not on a timer (a
+                # timer under valgrind's slowness exported a varying number of batches per
+                # block: +-0.05 M/call between identical runs)
+                "OTEL_METRIC_EXPORT_INTERVAL": "600000", "OTEL_BSP_SCHEDULE_DELAY": "600000",
+                "OTEL_BLRP_SCHEDULE_DELAY": "600000",
                 "ROUTERSCOPE_MEMORY_MONITOR": "0", "ROUTERSCOPE_HARDWARE_EVENT": "0",
                 "NO_PROXY": "127.0.0.1,localhost,::1", "no_proxy": "127.0.0.1,localhost,::1",
                 "BENCH_OPENLIT_PRICING": PRICING,

@@ -164,7 +164,9 @@ def _caller(path: str, url: str) -> Any:
         def get() -> Any:
             return session.get(url + "/health").content
         return get
-    body = {"model": "demo/small", "messages": [{"role": "user", "content": "hi"}],
+    # BENCH_PROMPT_BYTES pads the prompt (a router's prompts are often kilobytes, not "hi")
+    prompt = "hi " * (int(os.environ.get("BENCH_PROMPT_BYTES", "0")) // 3) or "hi"
+    body = {"model": "demo/small", "messages": [{"role": "user", "content": prompt}],
             "max_tokens": 4}
 
     def post() -> Any:

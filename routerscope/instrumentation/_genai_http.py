@@ -38,7 +38,7 @@ from typing import Any, Final
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from routerscope.core import otel, signals
+from routerscope.core import leanjson, otel, signals
 from routerscope.core.genai import (
     STREAM_CLOSED,
     LLMCall,
@@ -95,8 +95,10 @@ def _json(body: Any) -> dict[str, Any] | None:
                         else body.decode("utf-8")
                 except UnicodeDecodeError:
                     body = bytes(body)  # UTF-16/32: json.loads detects the encoding
-            data = json.loads(body)
-        except ValueError:
+            # the prompt and completion text is not decoded unless it is to be captured
+            data = (leanjson.loads(body) if isinstance(body, str) and not _capture_content
+                    else json.loads(body))
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the decoder goes
             return None
         return data if isinstance(data, dict) else None
     return body if isinstance(body, dict) else None

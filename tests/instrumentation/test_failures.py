@@ -60,3 +60,22 @@ def test_redirected_llm_call_is_one_span(receiver: OTLPReceiver, provider: FakeP
     assert [s.name for s in spans] == ["chat m1"]
     attrs = {kv.key: kv.value for kv in spans[0].attributes}
     assert attrs[signals.GEN_AI_USAGE_OUTPUT_TOKENS].int_value > 0
+
+
+def test_a_long_prompt_still_gives_model_and_tokens(receiver: OTLPReceiver, provider: FakeProvider) -> None:
+    """An 8 KB prompt (its text not decoded by telemetry) still gives the model and the token counts."""
+    code = ("import routerscope.auto, requests\n"
+            "from routerscope.instrumentation import wait_instrumented\n"
+            "assert wait_instrumented()\n"
+            "msgs = [{'role': 'user', 'content': 'hi ' * 2730}]\n"
+            f"r = requests.post({provider.base_url!r} + '/chat/completions',\n"
+            "                  json={'messages': msgs, 'model': 'm8k', 'max_tokens': 6})\n"
+            "print(r.json()['usage']['prompt_tokens'])\n")
+    out = run([sys.executable, "-c", code], env_for(receiver, provider))
+    assert out.returncode == 0, out.stderr[-3000:]
+    prompt_tokens = int(out.stdout.split()[0])
+    assert receiver.wait_for(lambda: any(s.name == "chat m8k" for _, s in receiver.spans()), 10)
+    (span,) = [s for _, s in receiver.spans() if s.name == "chat m8k"]
+    attrs = {kv.key: kv.value for kv in span.attributes}
+    assert attrs[signals.GEN_AI_REQUEST_MAX_TOKENS].int_value == 6
+    assert attrs[signals.GEN_AI_USAGE_INPUT_TOKENS].int_value == prompt_tokens > 1000
