@@ -30,39 +30,60 @@ MIN_SIZE: Final = 2048
 _MIN_CHARS_PER_STRING: Final = 128
 
 
-def loads(text: str) -> Any:
+def loads(text: str | bytes) -> Any:
     """``json.loads(text)``, with strings longer than :data:`LONG` characters decoded as ``""``.
 
-    Raises ``ValueError`` (``json.JSONDecodeError``) where ``json.loads`` would,
-    except on an invalid escape inside a long string, which is not read.
+    ``bytes`` are read as UTF-8 (the long strings are then never decoded at all:
+    a quote or a backslash byte is never part of a multi-byte UTF-8 sequence);
+    bytes that start like UTF-16 or UTF-32 go to ``json.loads`` whole. Raises
+    what ``json.loads`` would, except on an invalid escape or invalid UTF-8
+    inside a long string, which is not read.
     """
     n = len(text)
     if n < MIN_SIZE:
-        return json.loads(text)
+        return _json(text)
+    if isinstance(text, bytes):
+        if 0 in text[:4]:  # UTF-16/32: json.loads detects it
+            return json.loads(text)
+        quote: Any = b'"'
+        backslash: Any = 92
+        empty: Any = b""
+    else:
+        quote, backslash, empty = '"', "\\", ""
     budget = 16 + n // _MIN_CHARS_PER_STRING  # strings scanned before json.loads is the cheaper
-    parts: list[str] = []
+    parts: list[Any] = []
     kept = 0  # text[kept:] is not yet in parts
     find = text.find
-    i = find('"')
+    i = find(quote)
     while i >= 0:
         budget -= 1
         if budget < 0:  # many short strings (tool schemas...): decode it whole
-            return json.loads(text)
-        j = find('"', i + 1)
-        while j > 0 and text[j - 1] == "\\":  # escaped unless the backslash run is even
+            return _json(text)
+        j = find(quote, i + 1)
+        while j > 0 and text[j - 1] == backslash:  # escaped unless the backslash run is even
             k = j - 2
-            while text[k] == "\\":
+            while text[k] == backslash:
                 k -= 1
             if (j - 1 - k) % 2 == 0:
                 break
-            j = find('"', j + 1)
+            j = find(quote, j + 1)
         if j < 0:
-            raise json.JSONDecodeError("Unterminated string", text, i)
+            raise json.JSONDecodeError("Unterminated string", text if isinstance(text, str) else
+                                       text.decode("utf-8", "replace"), i)
         if j - i - 1 > LONG:
             parts.append(text[kept:i + 1])
             kept = j  # the closing quote starts the next part
-        i = find('"', j + 1)
+        i = find(quote, j + 1)
     if not parts:
-        return json.loads(text)
+        return _json(text)
     parts.append(text[kept:])
-    return json.loads("".join(parts))
+    return _json(empty.join(parts))
+
+
+def _json(text: str | bytes) -> Any:
+    if isinstance(text, bytes):
+        try:  # UTF-8 (nearly every body): json.loads then skips its encoding detection
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            pass  # UTF-16/32: json.loads detects the encoding
+    return json.loads(text)

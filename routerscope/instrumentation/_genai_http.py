@@ -89,15 +89,15 @@ def _json(body: Any) -> dict[str, Any] | None:
         if len(body) > MAX_BODY_PARSE:
             return None
         try:
-            if not isinstance(body, str):
-                try:  # UTF-8 text (nearly every body): json.loads skips its encoding detection
-                    body = bytes(body).decode("utf-8") if isinstance(body, memoryview) \
-                        else body.decode("utf-8")
-                except UnicodeDecodeError:
-                    body = bytes(body)  # UTF-16/32: json.loads detects the encoding
-            # the prompt and completion text is not decoded unless it is to be captured
-            data = (leanjson.loads(body) if isinstance(body, str) and not _capture_content
-                    else json.loads(body))
+            if not _capture_content:  # the prompt and completion text is not decoded
+                data = leanjson.loads(body if isinstance(body, bytes | str) else bytes(body))
+            else:
+                if not isinstance(body, str):
+                    try:  # UTF-8 text (nearly every body): json.loads skips its encoding detection
+                        body = bytes(body).decode("utf-8")
+                    except UnicodeDecodeError:
+                        body = bytes(body)  # UTF-16/32: json.loads detects the encoding
+                data = json.loads(body)
         except (ValueError, RecursionError):  # not JSON, or nested deeper than the decoder goes
             return None
         return data if isinstance(data, dict) else None

@@ -12,10 +12,14 @@ from routerscope.core import leanjson
 
 
 def _blank_long(value: Any, text_of: dict[int, str]) -> Any:
-    """What leanjson should give: each string whose JSON literal is longer than LONG becomes ''."""
+    """What leanjson should give: each string whose JSON literal is longer than LONG becomes ''.
+
+    The literal's length in characters for a str body, in UTF-8 bytes for a bytes body.
+    """
     if isinstance(value, str):
-        return "" if len(json.dumps(value, ensure_ascii=text_of[0] == "ascii")) - 2 > leanjson.LONG \
-            else value
+        literal = json.dumps(value, ensure_ascii=text_of[0] == "ascii")
+        size = len(literal.encode()) if text_of[1] == "bytes" else len(literal)
+        return "" if size - 2 > leanjson.LONG else value
     if isinstance(value, list):
         return [_blank_long(v, text_of) for v in value]
     if isinstance(value, dict):
@@ -42,7 +46,8 @@ def _doc(rnd: random.Random, depth: int = 0) -> Any:
 def test_random_documents_equal_json_loads_with_long_strings_blanked(ensure_ascii: bool) -> None:
     """On 200 random bodies (escapes, unicode, every length) the result is json.loads', long strings ''."""
     rnd = random.Random(15)
-    mode = {0: "ascii" if ensure_ascii else "utf8"}
+    mode = {0: "ascii" if ensure_ascii else "utf8", 1: "str"}
+    mode_bytes = {**mode, 1: "bytes"}
     scanned = 0
     for _ in range(200):
         doc = {"model": "m", "messages": [_doc(rnd) for _ in range(rnd.randint(1, 4))],
@@ -54,6 +59,10 @@ def test_random_documents_equal_json_loads_with_long_strings_blanked(ensure_asci
             assert got == _blank_long(json.loads(text), mode)
         else:
             assert got == json.loads(text)
+        raw = text.encode()  # UTF-8 bytes: the long strings are never decoded
+        got_b = leanjson.loads(raw)
+        assert got_b == json.loads(text) or (len(raw) >= leanjson.MIN_SIZE
+                                             and got_b == _blank_long(json.loads(text), mode_bytes))
     assert scanned > 25  # the scan itself ran, not only the json.loads fallback
 
 
@@ -63,6 +72,12 @@ def test_a_chat_body_keeps_its_small_fields() -> None:
                        "max_tokens": 4, "temperature": 0.2})
     assert leanjson.loads(body) == {"messages": [{"role": "user", "content": ""}], "model": "demo/small",
                                     "max_tokens": 4, "temperature": 0.2}
+
+
+def test_utf16_bytes_are_decoded_whole() -> None:
+    """UTF-16 bytes (json.loads detects the encoding) are not scanned as UTF-8."""
+    doc = {"model": "m", "messages": [{"content": "é" * 3000}]}
+    assert leanjson.loads(json.dumps(doc).encode("utf-16")) == doc
 
 
 def test_many_short_strings_are_decoded_whole() -> None:
@@ -78,6 +93,7 @@ def test_invalid_bodies_raise_as_json_loads(bad: str) -> None:
     """Unterminated strings, broken or too-deep JSON raise what json.loads raises."""
     with pytest.raises((ValueError, RecursionError)) as want:
         json.loads(bad)
-    with pytest.raises((ValueError, RecursionError)) as got:
-        leanjson.loads(bad)
-    assert type(got.value) is type(want.value)
+    for given in (bad, bad.encode()):
+        with pytest.raises((ValueError, RecursionError)) as got:
+            leanjson.loads(given)
+        assert type(got.value) is type(want.value)
