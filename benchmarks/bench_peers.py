@@ -11,6 +11,8 @@ same calls to the same loopback servers, exporting OTLP to a loopback receiver
 of its own. Three paths:
 
 * ``requests``: a plain ``requests`` chat-completion POST;
+* ``requests8k``: the same with an 8 KB prompt (routerscope reads the request
+  and response bodies; a prompt's length should cost next to nothing);
 * ``openai``: ``openai.OpenAI(base_url=loopback).chat.completions.create``
   (openai 3.57 on httpx2; OpenLIT 1.45.0 requires openai<3, so its venv has
   the newest 2.x, on httpx);
@@ -134,7 +136,9 @@ PEERS = {"otel": ["opentelemetry-distro==0.66b2", "opentelemetry-sdk==1.45.2",
          "openlit": ["openlit==1.45.0", "requests==2.34.2", "openai<3", "-c", _CONSTRAINTS]}
 OURS = "routerscope"
 
-PATHS = {"requests": "plain-requests LLM call", "openai": "openai SDK chat completion",
+PATHS = {"requests": "plain-requests LLM call",
+         "requests8k": "plain-requests LLM call with an 8 KB prompt",
+         "openai": "openai SDK chat completion",
          "nonllm": "plain non-LLM GET"}
 LABELS = {("routerscope", "requests"): "import routerscope.auto",
           ("routerscope", "openai"): "import routerscope.auto",
@@ -144,8 +148,13 @@ LABELS = {("routerscope", "requests"): "import routerscope.auto",
           ("otel", "nonllm"): "plain OTel: requests instrumentation alone",
           ("logfire", "requests"): "Logfire 5.4.0 instrument_requests",
           ("logfire", "openai"): "Logfire 5.4.0 instrument_openai",
-          ("openlit", "requests"): "OpenLIT 1.45.0", ("openlit", "openai"): "OpenLIT 1.45.0"}
-PEERS_ON = {"requests": ("otel", "logfire", "openlit"), "openai": ("otel", "logfire", "openlit"),
+          ("openlit", "requests"): "OpenLIT 1.45.0", ("openlit", "openai"): "OpenLIT 1.45.0",
+          ("routerscope", "requests8k"): "import routerscope.auto",
+          ("otel", "requests8k"): "plain OTel: opentelemetry-instrument + requests instrumentation",
+          ("logfire", "requests8k"): "Logfire 5.4.0 instrument_requests",
+          ("openlit", "requests8k"): "OpenLIT 1.45.0"}
+PEERS_ON = {"requests": ("otel", "logfire", "openlit"), "requests8k": ("otel", "logfire", "openlit"),
+            "openai": ("otel", "logfire", "openlit"),
             "nonllm": ("otel",)}
 LEVERS = ("sdk-histograms", "no-histograms", "spans-end-now", "sdk-encoder", "no-redact",
           "no-pool-count")
@@ -354,7 +363,8 @@ def measure(quick: bool = False, levers: bool = False) -> dict[str, dict[str, An
     lat_warm, lat_n, rounds = 30, (150 if quick else 300), (2 if quick else 3)
     results: dict[str, dict[str, Any]] = {r.key: {"latency": []} for r in runs}
     with FakeProvider() as prov, _NonLLM() as plain:
-        urls = {"requests": prov.base_url, "openai": prov.base_url, "nonllm": plain}
+        urls = {"requests": prov.base_url, "requests8k": prov.base_url, "openai": prov.base_url,
+                "nonllm": plain}
         t0 = time.perf_counter()
         for _ in range(rounds):  # wall clock first, alone, interleaved over every process
             for r in runs:
@@ -487,7 +497,8 @@ def profile(top: int = 25) -> str:
     pys = {OURS: sys.executable}
     calls = 100
     with FakeProvider() as prov, _NonLLM() as plain:
-        urls = {"requests": prov.base_url, "openai": prov.base_url, "nonllm": plain}
+        urls = {"requests": prov.base_url, "requests8k": prov.base_url, "openai": prov.base_url,
+                "nonllm": plain}
         selfs, totals = {}, {}
         for who in ("bare", OURS):
             tmp = tempfile.mkdtemp(prefix="bench-prof-")

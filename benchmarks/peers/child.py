@@ -7,7 +7,8 @@ peer's venv under ``.bench-venvs/`` (so it imports nothing from this checkout)::
 
 MODE is ``bare``, ``routerscope``, ``otel`` (run under ``opentelemetry-instrument``,
 pinned to plain OpenTelemetry), ``logfire`` or ``openlit``. PATH is ``requests``
-(a plain ``requests`` chat-completion POST), ``openai`` (``openai.OpenAI(...)
+(a plain ``requests`` chat-completion POST), ``requests8k`` (the same with an 8 KB
+prompt), ``openai`` (``openai.OpenAI(...)
 .chat.completions.create``) or ``nonllm`` (a plain GET to a path that is not an
 LLM API). After WARMUP calls it makes N1 calls, then N2 - N1 more, calling
 ``os.getloadavg()`` (libc ``getloadavg``, which nothing else here calls) before
@@ -164,8 +165,10 @@ def _caller(path: str, url: str) -> Any:
         def get() -> Any:
             return session.get(url + "/health").content
         return get
-    # BENCH_PROMPT_BYTES pads the prompt (a router's prompts are often kilobytes, not "hi")
-    prompt = "hi " * (int(os.environ.get("BENCH_PROMPT_BYTES", "0")) // 3) or "hi"
+    # a router's prompts are often kilobytes, not "hi": requests8k sends 8 KB (BENCH_PROMPT_BYTES
+    # sets another size on either requests path)
+    size = int(os.environ.get("BENCH_PROMPT_BYTES", "8192" if path == "requests8k" else "0"))
+    prompt = "hi " * (size // 3) or "hi"
     body = {"model": "demo/small", "messages": [{"role": "user", "content": prompt}],
             "max_tokens": 4}
 
