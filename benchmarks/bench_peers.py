@@ -50,51 +50,49 @@ spans per call, the GenAI histograms it exported) and written into the row
 labels; a comparison where routerscope records less than the peer says so in
 its verdict instead of "holds".
 
-Where routerscope's instructions go (plain-requests path, routerscope
-at 1fc9f25, 2026-11-29; ``--profile`` writes ``benchmarks/results/peers-profile.txt``,
-``--levers`` re-measures the experiments). routerscope adds 1.65-1.69 M
-instructions per call (3.87-3.90 M vs 2.21 M bare) over five runs, against
-0.90 M for plain OpenTelemetry, 0.90-0.92 M for OpenLIT and 1.42-1.44 M for
-Logfire, which record one HTTP span and no GenAI span there. Identical
-routerscope runs differ by up to 0.07 M/call (timer-driven worker threads), so
-savings below 0.1 M are not resolved.
+Where routerscope's instructions go (plain-requests path, 2026-11-29, 100 calls
+after 50; ``--levers`` re-measures, ``--profile`` writes the C-function and
+cProfile breakdown to ``benchmarks/results/peers-profile.txt``). routerscope adds
+0.79 M instructions per call (0.40 M of them on the calling thread), against
+0.87-0.89 M for plain OpenTelemetry and 0.90 M for OpenLIT, which record one HTTP
+span and one histogram there, and 1.42 M for Logfire. Each lever below undoes one
+of issue 15's changes in the child only (monkeypatched, never a result row):
 
-* callgrind_annotate, exclusive instructions per C function, routerscope minus
-  bare: no hot spot. The interpreter's own frames (``_PyEval_EvalFrameDefault``,
-  calls, frame set-up, attribute and dict look-ups) take the first ~35 %, i.e.
-  the cost is Python code run per call, spread thin; then ``sre_ucs1_match``
-  38 k (2.3 %: regex scans for secrets), ``_upb_Decoder_DecodeMessage`` 28 k and
-  ``encode_message`` 22 k (OTLP protobuf), ``py_encode_basestring_ascii`` 14 k.
-* cProfile over the same calls (inclusive, share of the whole call loop with its
-  HTTP round trip): ``LLMCall.end`` 6.6 %, ``LLMCall.__init__`` 5.2 %, the SDK's
-  ``start_span`` 4.6 % and ``Span.end`` 4.4 %, ``RedactingSpanProcessor.on_end``
-  2.7 %, attribute cleaning (``_clean_attribute_value``, 21 calls per call)
-  1.9 %, span export (OTLP encode and POST, per batch) 7.8 %.
-* Levers (experiments, monkeypatched in the child only; instructions saved per
-  call, two runs each on the LLM path, one on the non-LLM path):
-  - histograms pre-aggregated into plain-integer bucket counts keyed by
-    attribute set, on the caller's thread, instead of the 4 deferred SDK
-    records (GenAI duration, input and output tokens, HTTP duration): saves
-    0.27-0.31 M (16-19 %); skipping the records altogether saves 0.31 M, so
-    the counting itself is nearly free. Turning the counts into OTLP histogram
-    points happens once per export interval, not per call, and is not in this
-    figure. The biggest lever: about 1.36 M left.
-  - no redaction work when nothing matches (no URL redaction, no regex scan of
-    each ended span): 0.05-0.11 M (3-7 %) on LLM calls, 0.10 M (8 %) on non-LLM.
-  - one ``set_attributes`` call instead of many: no measurable saving
-    (+0.03/-0.07 M): the GenAI path already passes its attributes in one call
-    at span start and one at end.
-  - non-LLM requests: routerscope adds 1.16-1.24 M to a plain GET, plain
-    OTel's requests instrumentation 0.87 M; of the 0.3 M excess, pool counting
-    is about 0.1 M and redaction about 0.1 M; the rest is the stable-semconv
-    HTTP span and histogram and the GenAI wrapper's check.
-  Even with all of them routerscope stays above plain OTel and OpenLIT on this
-  path (about 1.2 M vs 0.9 M), because it records a GenAI span and GenAI
-  histograms there and they record an HTTP span only.
-* openai SDK path: routerscope records no span yet (issue 12) but adds 0.99 M:
-  ``import routerscope.auto`` sends httpx2's per-request INFO log line ("HTTP
-  Request: POST ...") through the logging bridge as an OTel log record and a
-  JSON line on stderr; bare Python drops it (root logger at WARNING).
+=====================================  ======================  ==================
+undone                                 whole process, M/call   calling thread
+=====================================  ======================  ==================
+(none: routerscope as shipped)         0.79                    0.40
+histograms through the SDK             +0.50                   +0.00 (deferred)
+  (``sdk-histograms``; four
+  ``Histogram.record`` vs the
+  pre-aggregation)
+histograms dropped (``no-histograms``) -0.08                   0.00
+spans end on the caller                -0.01                   +0.09
+  (``spans-end-now``)
+the SDK's OTLP encoder                 +0.39                   0.00
+  (``sdk-encoder``)
+no secret check (``no-redact``)        -0.04                   0.00
+no pool counting (``no-pool-count``)   -0.02                   -0.01
+=====================================  ======================  ==================
+
+So the recorded histograms cost 0.08 M per call in all (from 0.58 M through the
+SDK), the span's export encoding ~0.05 M (from ~0.44 M), and ending the span on
+the deferred worker takes 0.09 M off the caller's wait for 0.01 M more in all.
+What remains is the SDK span itself (start with its sampler and attribute
+cleaning, end, batch processor), the GenAI wrapper around ``Session.send`` (URL
+check, request and response body reads, trace-context injection) and the
+secret check at export.
+
+On the non-LLM GET routerscope adds 0.75-0.78 M against 0.88 M for the requests
+instrumentation alone (which records its histogram through the SDK on the
+caller's thread; routerscope hands the same instrumentation a meter whose
+histogram is the pre-aggregated one), and the same on the calling thread
+(0.62 M each): the GenAI wrapper's check and the pool counting cost there what
+the cheaper histogram saves.
+
+``callgrind_annotate`` by C function has no hot spot: the interpreter's own
+frames and calls take the first third, i.e. the cost is Python code run per
+call, spread thin (``--profile``).
 """
 
 from __future__ import annotations

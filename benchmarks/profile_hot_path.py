@@ -11,7 +11,7 @@ costs (imports, set-up, the first export) are not counted per call.
 Setups: ``bare`` (no telemetry), ``otel`` (the OpenTelemetry SDK with the
 requests instrumentation, and the httpx one where installed, exporting the same
 way), ``routerscope`` (``import routerscope.auto``), ``routerscope-no-histograms``
-(the same without its deferred metric records: where the cost goes).
+(the same with every histogram record dropped: what they cost).
 Workloads: ``requests`` (a plain-``requests`` chat completion), ``openai`` (the
 ``openai`` SDK over httpx2), ``stream`` (an ``openai`` SDK stream read to its
 end), ``get`` (a plain ``requests`` GET that is not an LLM call).
@@ -25,41 +25,43 @@ a ``cProfile`` of the measured calls (Python functions by own time, per call).
 
 Measured (2026-11-29, this machine, ``--warm 10 --n1 20 --n2 160``; M instructions
 added per call over ``bare``, whole process / calling thread; runs repeat to about
-+-0.07 M, so a lever worth less than that is not resolved on its own):
++-0.03 M):
 
 =================================  ===============  ===============  ============
-path                               before (2cd0a17) after (b7850e9)  plain OTel
+path                               before (35e253d) after (issue 15) plain OTel
 =================================  ===============  ===============  ============
-plain-``requests`` LLM call        1.85 / 0.79      1.71 / 0.66      1.04 / 0.66
-``openai`` SDK call (httpx2)       1.85 / 0.78      1.79 / 0.69      (none)
-``openai`` SDK stream (n2=120)     2.53 / 1.05      2.46 / 0.97      (none)
-plain ``requests`` GET, not LLM    1.29 / 0.88      1.19 / 0.81      1.04 / 0.66
+plain-``requests`` LLM call        1.72 / 0.66      0.80 / 0.42      1.01 / 0.66
+``openai`` SDK call (httpx2)       1.85 / 0.78      0.84 / 0.44      (none)
+plain ``requests`` GET, not LLM    1.19 / 0.81      0.76 / 0.63      0.97 / 0.65
 =================================  ===============  ===============  ============
 
-(plain OTel: the SDK and ``RequestsInstrumentor``; the httpx instrumentation is
-not installed here and would not patch httpx2 anyway, so it adds nothing to the
-``openai`` path and records nothing there.)
+(plain OTel: the SDK and ``RequestsInstrumentor`` with stable HTTP semconv; the
+httpx instrumentation is not installed here and would not patch httpx2 anyway, so
+it adds nothing to the ``openai`` path and records nothing there. The peers
+benchmark, ``benchmarks/bench_peers.py``, compares with each peer in its own venv.)
 
-Where routerscope's cost goes on a plain-``requests`` LLM call (after):
+What took the plain-``requests`` LLM call from 1.72 M to 0.80 M (each measured by
+undoing it: ``python -m benchmarks.bench_peers --levers``):
 
-* calling thread 0.66 M, the same as plain OTel's requests instrumentation adds
-  there for its HTTP span and duration histogram: the GenAI span (start with ~10
-  attributes, one ``set_attributes`` at the end), trace-context injection, two
-  JSON parses (request and response body, UTF-8 text so no encoding detection),
-  four deque appends for the metrics. Per ``--pyprofile`` the largest own costs
-  are the SDK's ``start_span``/``_clean_attribute_value`` and requests' own proxy
-  look-up (``getproxies_environment`` walks ``os.environ`` twice per call).
-* metrics worker ~0.64 M: four SDK ``Histogram.record`` (GenAI duration, token
-  usage input and output, HTTP duration; ~0.16 M each with attribute hashing, the
-  aggregation look-up and the trace-based exemplar) -- measured as ``routerscope``
-  minus ``routerscope-no-histograms`` (1.18 M).
-* span export ~0.4 M: the BatchSpanProcessor's OTLP encoding of one span with
-  ~17 attributes (plain OTel's HTTP span has ~8).
+* the hot-path histograms pre-aggregated (``routerscope/telemetry/_fast_metrics.py``):
+  four SDK ``Histogram.record`` calls (~0.16 M each: the ``Measurement``, its
+  attribute cleaning, the exemplar filter, attribute hashing, the aggregation and
+  the reservoir) became dict look-ups and integer updates: 0.58 M -> 0.08 M;
+* the span exporter's own protobuf encoder (``routerscope/telemetry/_otlp_encode.py``,
+  byte-identical to the SDK's): ~0.44 M -> ~0.05 M for a span of ~15 attributes;
+* the LLM call's span ended on the deferred worker (end attributes, status,
+  metric records, ``end(end_time=...)``): 0.09 M off the calling thread;
+* the secret check of spans at export, skipping strings found clean before;
+  the requests instrumentation skipped beneath an LLM call it would only pass
+  through; bodies read without decoding their long strings
+  (``routerscope/core/leanjson.py``: an 8 KB prompt costs 0.04 M, not 0.11 M).
 
-``callgrind_annotate`` by C function on the calling thread is dominated by the
-interpreter (``_PyEval_EvalFrameDefault`` self ~1.37 M of 4.29 M per call, then
-dict look-ups, frame set-up, allocation, ``sre`` matching, ``siphash13``): the
-cost is Python work, so the levers are fewer Python calls, not a C hot spot.
+What is left on the calling thread (0.42 M): the SDK's ``start_span`` (sampler,
+ids, ~10 attributes cleaned), the GenAI wrapper (URL check, the request body's
+model and parameters, the response body's usage), trace-context injection, the
+deferred queue. ``callgrind_annotate`` by C function shows no hot spot there:
+the interpreter's frames, calls and dict look-ups take the first third, so the
+cost is Python work spread thin; the levers left are fewer Python calls.
 
 Usage::
 
