@@ -168,7 +168,7 @@ def background_work() -> Any:
     return _gate.hold()
 
 
-# --- deferred recording ------------------------------------------------------------------
+# --- deferred recording and work -----------------------------------------------------------
 
 MAX_DEFERRED = 65_536
 """Records waiting for the worker; beyond this new records are dropped and counted."""
@@ -176,16 +176,17 @@ DEFERRED_FLUSH_INTERVAL = 0.2
 
 
 class _Deferred:
-    """Hands synchronous metric records to a worker thread.
+    """Hands metric records, and work such as ending an LLM call's span, to a worker thread.
 
     Recording into the SDK costs tens of microseconds per call (attribute
     cleaning and hashing, aggregation look-up). On the router's hot path we
-    only append ``(metric, value, attributes, span or context)`` to a deque; a
-    daemon thread applies them :data:`DEFERRED_FLUSH_INTERVAL` seconds after the
-    first record of a batch (it sleeps on an event while nothing is queued, so
+    only append ``(metric, value, attributes, span or context)`` (or ``(None,
+    function, arguments, None)`` for :func:`later`) to a deque; a daemon thread
+    applies them in order :data:`DEFERRED_FLUSH_INTERVAL` seconds after the
+    first item of a batch (it sleeps on an event while nothing is queued, so
     an idle process pays nothing), and :func:`drain` applies them at once
     (``routerscope.telemetry`` calls it before every flush and at shutdown).
-    The worker restarts after ``fork()``.
+    The worker restarts after ``fork()``; the child drops the parent's queue.
 
     Each record keeps the caller's trace context so the SDK's trace-based
     exemplar filter sees the span the value belongs to: either the span the
@@ -194,7 +195,7 @@ class _Deferred:
     """
 
     def __init__(self) -> None:
-        self.queue: deque[tuple[Metric, float, dict[str, Any], Any]] = deque()
+        self.queue: deque[tuple[Any, ...]] = deque()
         self.dropped = 0
         self._thread: threading.Thread | None = None  # None again in a fork()ed child
         self._wake = threading.Event()
@@ -265,12 +266,15 @@ class _Deferred:
             m, value, attrs, where = item
             if m is None:
                 return item
+            sink = _sink
+            if sink is not None:
+                try:
+                    if sink(m, value, attrs, where if isinstance(where, Span) else None
+                            if where is None else trace.get_current_span(where)):
+                        continue
+                except Exception:  # noqa: BLE001 - the SDK way below still records it
+                    swallowed("metrics.sink")
             try:
-                sink = _sink
-                if sink is not None and sink(m, value, attrs,
-                                             where if isinstance(where, Span) else None
-                                             if where is None else trace.get_current_span(where)):
-                    continue
                 if isinstance(where, Span):  # one context per span: its records come together
                     if where is not last_span:
                         last_span, last_ctx = where, trace.set_span_in_context(where)
@@ -290,7 +294,10 @@ class _Deferred:
     def later(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
         # (None, fn, args): a call; with the queue full it runs now, on the caller (back-pressure)
         if not self.record(None, fn, args, None):  # type: ignore[arg-type]
-            fn(*args)
+            try:
+                fn(*args)
+            except Exception:  # noqa: BLE001 - as on the worker: counted, never raised
+                swallowed("deferred.call")
 
     def _after_fork(self) -> None:
         self.queue = deque()  # the parent applies what it queued; the child would do it twice
@@ -329,6 +336,7 @@ def record_later(m: Metric, value: float, attrs: dict[str, Any], *,
     it, else to the SDK. The record keeps its trace context for exemplars:
     ``span`` when given (the operation's own span, which may not be current),
     else the caller's current context, captured here on the caller's thread.
+    A full queue drops it (counted); a worker that cannot be started raises.
     """
     if not _deferred.record(m, value, attrs, span if span is not None else get_current()):
         _deferred.dropped += 1
