@@ -7,7 +7,9 @@ instructions (the ``Measurement``, the exemplar filter, attribute copying and
 hashing, the aggregation look-up, the reservoir): ~0.64 M per call, more than
 the whole of plain OpenTelemetry's requests instrumentation. Here one record is
 a dict look-up by the attribute items, a ``bisect`` and a few integer updates
-under a lock, on the caller's thread.
+under a lock (~1.5 us, ~0.02 M instructions; on the deferred worker for
+routerscope's own records, on the caller's thread for the requests
+instrumentation's, through :class:`FastMeterProvider`).
 
 At collection the SDK's reader gets ordinary ``HistogramDataPoint`` s in its
 ``MetricsData``, built the way the SDK builds them (``_ViewInstrumentMatch``,
@@ -20,19 +22,23 @@ in opentelemetry-sdk 1.45):
 * the cardinality limit per reader (default 2000 distinct attribute sets, then
   one ``otel.metric.overflow=true`` point), counted per collection cycle in delta;
 * count, sum, min, max, bucket counts with the instrument's advisory bounds,
-  keeping ints as ints;
+  keeping ints as ints; attributes cleaned as the SDK's ``Measurement`` cleans
+  them (lists become tuples), sets with unhashable values found by value;
 * exemplars: the exemplar filter of the MeterProvider (trace-based by default),
   the last value seen per bucket since the previous collection, with its time,
   span and trace ids, and filtered attributes, sorted by bucket.
 
-``tests/test_fast_metrics.py`` feeds the same records to this and to the SDK
-(both temporalities, the three exemplar filters, overflow) on a shared clock and
-compares the points field by field.
+``tests/telemetry/test_fast_metrics.py`` feeds the same records to this and to the
+SDK (both temporalities, the three exemplar filters, overflow, a library's own
+scope) on a shared clock and compares the points field by field.
 
 It is used only where the result is the SDK's by construction: a MeterProvider
-routerscope built (no views, no meter configurator) whose every reader has the
-default histogram aggregation. Otherwise records go to the SDK as before
-(:func:`routerscope.core.otel.record_later`).
+routerscope built and made global (no views, no meter configurator) with at
+least one reader, every reader with the default histogram aggregation.
+Otherwise records go to the SDK as before (:func:`routerscope.core.otel.record_later`).
+Known differences: the points carry routerscope's collection time (a few
+microseconds off the SDK's for its own instruments in the same export) and
+follow the SDK's metrics in their scope.
 """
 
 from __future__ import annotations

@@ -133,7 +133,7 @@ class RedactingFilter(logging.Filter):
 
     Every redacted value is computed first and applied only if all succeeded:
     on an internal error the record is dropped (``False``), never passed on
-    partly redacted, as :class:`RedactingSpanProcessor` drops a span.
+    partly redacted, as :class:`RedactingSpanExporter` drops a span.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
