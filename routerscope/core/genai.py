@@ -262,11 +262,16 @@ class _ExceptionEvent:
         import traceback
 
         self.exception = exception
-        self.attributes = {
-            "exception.message": str(exception),
-            "exception.stacktrace": "".join(traceback.format_exception(
-                type(exception), exception, exception.__traceback__)),
-        }
+        try:
+            message = str(exception)
+        except Exception:  # noqa: BLE001 - an exception whose str() raises
+            message = f"<{type(exception).__qualname__}: str() failed>"
+        try:
+            stack = "".join(traceback.format_exception(type(exception), exception,
+                                                       exception.__traceback__))
+        except Exception:  # noqa: BLE001 - as above: the type and message still go out
+            stack = message
+        self.attributes = {"exception.message": message, "exception.stacktrace": stack}
 
 
 def _exception_event(exception: BaseException | None) -> Any:

@@ -10,10 +10,12 @@ with every string longer than :data:`LONG` characters emptied, so what is
 decoded is the small rest.
 
 The result equals ``json.loads(text)`` with those strings replaced by ``""``.
-It is used only when it pays: a body of at least :data:`MIN_SIZE` characters
-with few strings for its size (one per 128 characters, plus 16); a body of many
-short strings, such as tool schemas, goes to ``json.loads`` whole once the
-scan has seen that many.
+The values of the keys telemetry reads (``model``, ``id``, ``type``, ``status``,
+``finish_reason``...) are kept whatever their length. It is used only when it
+pays: a body of at least :data:`MIN_SIZE` characters with few strings for its
+size (one per 128 characters, plus 16, escaped quotes counted); a body of many
+short strings (tool schemas) or of quoted JSON text goes to ``json.loads``
+whole once the scan has seen that many, as does a long run of backslashes.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ LONG: Final = 256
 MIN_SIZE: Final = 2048
 """Smaller bodies are decoded whole (``json.loads`` is cheaper than the scan there)."""
 _MIN_CHARS_PER_STRING: Final = 128
+_MAX_BACKSLASHES: Final = 16
+_READ_KEYS: Final = ('"model"', '"id"', '"type"', '"object"', '"status"', '"finish_reason"',
+                     '"stop_reason"', '"code"')
+"""The keys whose string values telemetry reads (``routerscope.core.genai``): never emptied."""
+_READ_KEYS_BYTES: Final = tuple(k.encode() for k in _READ_KEYS)
+_KEY_WINDOW: Final = 48
 
 
 def loads(text: str | bytes) -> Any:
@@ -61,16 +69,21 @@ def loads(text: str | bytes) -> Any:
             return _json(text)
         j = find(quote, i + 1)
         while j > 0 and text[j - 1] == backslash:  # escaped unless the backslash run is even
+            budget -= 1  # each escaped quote is one more turn of this loop
             k = j - 2
             while text[k] == backslash:
                 k -= 1
+                if j - k > _MAX_BACKSLASHES:  # a long run: json.loads counts it faster
+                    return _json(text)
             if (j - 1 - k) % 2 == 0:
                 break
+            if budget < 0:  # JSON text quoted inside a prompt...: decode it whole
+                return _json(text)
             j = find(quote, j + 1)
         if j < 0:
             raise json.JSONDecodeError("Unterminated string", text if isinstance(text, str) else
                                        text.decode("utf-8", "replace"), i)
-        if j - i - 1 > LONG:
+        if j - i - 1 > LONG and not _read_key(text, i):
             parts.append(text[kept:i + 1])
             kept = j  # the closing quote starts the next part
         i = find(quote, j + 1)
@@ -78,6 +91,15 @@ def loads(text: str | bytes) -> Any:
         return _json(text)
     parts.append(text[kept:])
     return _json(empty.join(parts))
+
+
+def _read_key(text: Any, i: int) -> bool:
+    """Whether the string at ``i`` is the value of a key telemetry reads (kept whatever its length)."""
+    raw = isinstance(text, bytes)
+    before = text[max(0, i - _KEY_WINDOW):i].rstrip()
+    if not before.endswith(b":" if raw else ":"):
+        return False
+    return bool(before[:-1].rstrip().endswith(_READ_KEYS_BYTES if raw else _READ_KEYS))
 
 
 def _json(text: str | bytes) -> Any:

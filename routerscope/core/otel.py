@@ -402,10 +402,13 @@ def fail_span(span: Span, error_type: str, exception: BaseException | None = Non
     ``attributes`` and ``timestamp`` go to the exception event (a stack trace taken
     earlier replaces the one the SDK would format now).
     """
-    if exception is not None:
-        span.record_exception(exception, attributes=attributes, timestamp=timestamp)
     span.set_status(Status(StatusCode.ERROR, error_type))
     span.set_attribute(signals.ERROR_TYPE, error_type)
+    if exception is not None:
+        try:  # an exception whose str() raises still leaves the span failed
+            span.record_exception(exception, attributes=attributes, timestamp=timestamp)
+        except Exception:  # noqa: BLE001 - counted; the status and error.type are set
+            swallowed("span.exception_event")
 
 
 _internal_logger = logging.getLogger("routerscope.telemetry")

@@ -43,6 +43,7 @@ _next_send: Any = None  # what the wrapper calls: the base, or the requests inst
 # _next_send is the requests instrumentation wrapping this wrapper directly: inside an LLM call
 # (HTTP instrumentation suppressed) it only passes the call back, so the wrapper goes to the base
 _skip_beneath = False
+_passthrough = False  # unpatched while another layer still calls the wrapper
 _INSIDE: contextvars.ContextVar[bool] = contextvars.ContextVar("routerscope_requests_send",
                                                                default=False)
 _first_request_seen = False
@@ -75,7 +76,7 @@ def _url_parts(url: str) -> tuple[str, int | None, str, str]:
 
 
 def _send(self: Any, request: Any, **kwargs: Any) -> Any:
-    if _INSIDE.get():  # called back by the instrumentation beneath: the original send
+    if _passthrough or _INSIDE.get():  # called back by the layer beneath, or unpatched
         return _base_send(self, request, **kwargs)
     url = request.url or ""
     if not _first_request_seen:
@@ -174,13 +175,14 @@ def _observe(tracked: Tracked, resp: Any, stream: bool) -> None:
 
 def patch_genai(*, capture_content: bool | None = None) -> None:
     """Wrap ``requests.Session.send`` (idempotent; :func:`reorder` keeps it outermost)."""
-    global _base_send, _next_send
+    global _base_send, _next_send, _passthrough
     import requests
 
     with _lock:
         if capture_content is not None:
             set_capture_content(capture_content)
         if _base_send is not None:
+            _passthrough = False
             reorder()
             return
         _base_send = _next_send = requests.Session.send
@@ -210,13 +212,23 @@ def instrument_beneath(instrument: Any) -> None:
 
 
 def unpatch_genai() -> None:
-    global _base_send, _next_send, _skip_beneath
+    """Take the GenAI wrapper off ``Session.send``.
+
+    A layer that wrapped it since (the requests instrumentation) keeps calling it:
+    it then only passes every call to requests' own ``send``.
+    """
+    global _base_send, _next_send, _skip_beneath, _passthrough
     import requests
 
     with _lock:
-        if requests.Session.send is _send and _base_send is not None:
-            requests.Session.send = (_next_send if _next_send is not None  # type: ignore[method-assign]
-                                     else _base_send)
+        if _base_send is None:
+            return
+        if requests.Session.send is _send:
+            requests.Session.send = _next_send  # type: ignore[method-assign]
+        if getattr(_next_send, "__wrapped__", None) is _send or requests.Session.send is not _base_send:
+            _passthrough = True  # still called from beneath (or above): passes through
+            _next_send, _skip_beneath = _base_send, False
+            return
         _base_send = _next_send = None
         _skip_beneath = False
 

@@ -141,3 +141,32 @@ def test_a_late_span_end_keeps_the_exception_as_the_caller_saw_it(
     assert "http_layer" in stack and "app_handler_far_up" not in stack
     assert "user secret note" not in stack
     assert span.end_time is not None and event.timestamp == span.end_time
+
+
+def test_an_exception_whose_str_raises_still_fails_the_span(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The span of a call ended by such an exception is ERROR with error.type, on the worker or not."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import StatusCode
+
+    from routerscope.core.genai import LLMCall
+
+    class Weird(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    mem = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(mem))
+    monkeypatch.setattr(otel, "_tracer", tp.get_tracer("t"))
+    for later in (True, False):
+        monkeypatch.setattr(otel, "_end_later", later)
+        LLMCall(operation="chat", model="m", provider="openai", server_address="h").end(
+            "Weird", exception=Weird())
+        otel.drain()
+    spans = mem.get_finished_spans()
+    assert len(spans) == 2
+    for span in spans:
+        assert span.status.status_code is StatusCode.ERROR
+        assert dict(span.attributes or {})["error.type"] == "Weird"

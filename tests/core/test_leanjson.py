@@ -97,3 +97,31 @@ def test_invalid_bodies_raise_as_json_loads(bad: str) -> None:
         with pytest.raises((ValueError, RecursionError)) as got:
             leanjson.loads(given)
         assert type(got.value) is type(want.value)
+
+
+def test_values_telemetry_reads_are_kept_whatever_their_length() -> None:
+    """A long model, id or finish reason is kept (str and bytes); a long prompt and error message are not."""
+    model, rid = "org/" + "m" * 300, "chatcmpl-" + "9" * 300
+    doc = {"id": rid, "model": model, "choices": [{"finish_reason": "s" * 400,
+                                                   "message": {"content": "x" * 3000}}],
+           "error": {"message": "e" * 500, "code": "c" * 300}}
+    for text in (json.dumps(doc), json.dumps(doc, indent=2).encode()):
+        got = leanjson.loads(text)
+        assert got["model"] == model and got["id"] == rid
+        assert got["choices"][0]["finish_reason"] == "s" * 400
+        assert got["error"]["code"] == "c" * 300
+        assert got["choices"][0]["message"]["content"] == "" and got["error"]["message"] == ""
+
+
+@pytest.mark.parametrize("content", [
+    json.dumps([{"a": '"q"'} for _ in range(5000)]),  # JSON text inside a prompt: escaped quotes
+    "\\" * 5000 + '"' + "x" * 300,  # a long backslash run before an escaped quote
+    ("C:\\dir\\file" + '\\"') * 3000,  # paths and escaped quotes
+], ids=["quoted-json", "backslash-run", "windows-paths"])
+def test_quoted_json_and_backslashes_decode_as_json_loads(content: str) -> None:
+    """Prompts full of escaped quotes or long backslash runs give json.loads' result, or the prompt ''."""
+    body = {"model": "m", "messages": [{"content": content}]}
+    text = json.dumps(body)
+    blanked = {"model": "m", "messages": [{"content": ""}]}
+    assert leanjson.loads(text) in (json.loads(text), blanked)
+    assert leanjson.loads(text.encode()) in (json.loads(text), blanked)

@@ -79,3 +79,21 @@ def test_a_long_prompt_still_gives_model_and_tokens(receiver: OTLPReceiver, prov
     attrs = {kv.key: kv.value for kv in span.attributes}
     assert attrs[signals.GEN_AI_REQUEST_MAX_TOKENS].int_value == 6
     assert attrs[signals.GEN_AI_USAGE_INPUT_TOKENS].int_value == prompt_tokens > 1000
+
+
+def test_unpatched_wrapper_beneath_the_instrumentation_passes_calls_through(
+        receiver: OTLPReceiver, provider: FakeProvider) -> None:
+    """Unpatching the GenAI wrapper while the requests instrumentation still wraps it breaks no request."""
+    code = ("import requests\n"
+            "from opentelemetry.instrumentation.requests import RequestsInstrumentor\n"
+            "from routerscope.instrumentation import _requests as r\n"
+            "r.patch_genai(); r.instrument_beneath(RequestsInstrumentor().instrument)\n"
+            "r.unpatch_genai()\n"
+            f"a = requests.post({provider.base_url!r} + '/chat/completions', json={{'model': 'm1'}})\n"
+            f"b = requests.get({provider.base_url!r} + '/models')\n"
+            "r.patch_genai()  # and back on top\n"
+            f"c = requests.post({provider.base_url!r} + '/chat/completions', json={{'model': 'm2'}})\n"
+            "print(a.status_code, b.status_code, c.status_code)\n")
+    out = run([sys.executable, "-c", code], {**env_for(receiver, provider), "OTEL_SDK_DISABLED": "true"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["200", "200", "200"]
