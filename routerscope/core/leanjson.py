@@ -26,7 +26,7 @@ from typing import Any, Final
 __all__ = ["LONG", "MIN_SIZE", "loads"]
 
 LONG: Final = 256
-"""Strings longer than this (in characters of the JSON text) are not decoded."""
+"""Strings longer than this (characters of the JSON text; bytes of a bytes body) are not decoded."""
 MIN_SIZE: Final = 2048
 """Smaller bodies are decoded whole (``json.loads`` is cheaper than the scan there)."""
 _MIN_CHARS_PER_STRING: Final = 128
