@@ -159,7 +159,8 @@ class Tracked:
     __slots__ = ("_body", "_buf", "_buf_len", "_done", "_error", "_http", "_retries", "_sse", "_start",
                  "_status", "_task", "call", "recognised")
 
-    def __init__(self, call: LLMCall, recognised: Recognised, http_attrs: dict[str, Any]) -> None:
+    def __init__(self, call: LLMCall, recognised: Recognised, http_attrs: dict[str, Any],
+                 retries: _Retries | None) -> None:
         self.call = call
         self.recognised = recognised
         self._http = http_attrs
@@ -172,7 +173,7 @@ class Tracked:
         self._done = False
         self._body: Any = None
         self._task: weakref.ref[asyncio.Task[Any]] | None = None
-        self._retries = _RETRIES.get()
+        self._retries = retries  # the SDK call this attempt belongs to, if any
 
     def bind_task(self) -> None:
         """Remember the asyncio task reading the body: cancelled, its close is ``CancelledError``."""
@@ -413,7 +414,7 @@ def start(method: str, url: str, host: str, port: int | None, scheme: str, path:
         retries = _RETRIES.get()
         held = retries.take() if retries is not None else None
         if held is not None:  # the SDK retries a failed attempt: the same call goes on
-            return Tracked(held, rec, http_attrs)
+            return Tracked(held, rec, http_attrs, retries)
         full = _redacted_urls.get(url)
         if full is None:
             full = redact(url)
@@ -429,4 +430,4 @@ def start(method: str, url: str, host: str, port: int | None, scheme: str, path:
     except Exception:  # noqa: BLE001 - instrumentation never breaks the call
         otel.swallowed("genai.start")
         return None
-    return Tracked(call, rec, http_attrs)
+    return Tracked(call, rec, http_attrs, retries)

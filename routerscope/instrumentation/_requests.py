@@ -87,27 +87,26 @@ def _send(self: Any, request: Any, **kwargs: Any) -> Any:
         host, port, scheme, path = _url_parts(url)
         tracked = start(request.method or "POST", url, host, port, scheme, path, request.body)
     if tracked is not None and _skip_beneath:  # the layer beneath would only pass it through
-        try:
-            with tracked.scope(request.headers):
-                resp = _base_send(self, request, **kwargs)
-        except BaseException as exc:
-            tracked.fail(exc)
-            raise
-        _observe(tracked, resp, bool(kwargs.get("stream")))
-        return resp
+        return _send_tracked(tracked, _base_send, self, request, kwargs)
     token = _INSIDE.set(True) if _next_send is not _base_send else None
     try:
         if tracked is None:
             return _next_send(self, request, **kwargs)
-        try:
-            with tracked.scope(request.headers):
-                resp = _next_send(self, request, **kwargs)
-        except BaseException as exc:
-            tracked.fail(exc)
-            raise
+        return _send_tracked(tracked, _next_send, self, request, kwargs)
     finally:
         if token is not None:
             _INSIDE.reset(token)
+
+
+def _send_tracked(tracked: Tracked, send: Any, session: Any, request: Any,
+                  kwargs: dict[str, Any]) -> Any:
+    """Send an LLM call inside its span's scope; the response's body is then observed as read."""
+    try:
+        with tracked.scope(request.headers):
+            resp = send(session, request, **kwargs)
+    except BaseException as exc:
+        tracked.fail(exc)
+        raise
     _observe(tracked, resp, bool(kwargs.get("stream")))
     return resp
 

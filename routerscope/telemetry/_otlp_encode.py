@@ -331,6 +331,12 @@ def _items(attributes: Any) -> Any:
     return attributes.items()
 
 
+def _dropped(out: list[bytes], tag: bytes, count: Any) -> None:
+    """A span's dropped-attributes/events/links count, where the SDK's encoder writes one."""
+    if count or count.__class__ is not int:
+        out.append(_uint32_field(tag, count))
+
+
 def _span(span: ReadableSpan, caches: dict[type, dict[tuple[Any, Any], bytes]]) -> bytes:
     """One span as field 2 of ScopeSpans."""
     context: Any = span.get_span_context()
@@ -378,21 +384,15 @@ def _span(span: ReadableSpan, caches: dict[type, dict[tuple[Any, Any], bytes]]) 
                         field = _span_attribute_miss(cache, key, value)
             if field is not None:
                 append(field)
-    dropped = span.dropped_attributes
-    if dropped or dropped.__class__ is not int:
-        out.append(_uint32_field(b"\x50", dropped))
+    _dropped(out, b"\x50", span.dropped_attributes)
     events = span.events
     if events:
         out.extend([_event(e) for e in events])
-    dropped = span.dropped_events
-    if dropped or dropped.__class__ is not int:
-        out.append(_uint32_field(b"\x60", dropped))
+    _dropped(out, b"\x60", span.dropped_events)
     links = span.links
     if links:
         out.extend([_link(link) for link in links])
-    dropped = span.dropped_links
-    if dropped or dropped.__class__ is not int:
-        out.append(_uint32_field(b"\x70", dropped))
+    _dropped(out, b"\x70", span.dropped_links)
     out.append(_status(span.status))
     out.append(_FLAGS_REMOTE if parent and parent.is_remote else _FLAGS_LOCAL)
     return _ld(b"\x12", b"".join(out))
